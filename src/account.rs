@@ -1,0 +1,45 @@
+//! A platform account as the running service knows it, built once from validated settings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::FixedOffset;
+
+use crate::config::AccountSettings;
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub callback_key: Secret,
+    /// The platform's local times for this account are read in this offset.
+    pub utc_offset: FixedOffset,
+}
+
+impl From<&AccountSettings> for Account {
+    fn from(settings: &AccountSettings) -> Self {
+        Self {
+            name: settings.name.clone(),
+            callback_key: settings.callback_key.clone(),
+            utc_offset: settings.offset(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Accounts(Arc<HashMap<String, Account>>);
+
+impl Accounts {
+    pub fn new(settings: &[AccountSettings]) -> Self {
+        Self(Arc::new(
+            settings
+                .iter()
+                .map(|s| (s.name.clone(), Account::from(s)))
+                .collect(),
+        ))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Account> {
+        self.0.get(name)
+    }
+}

@@ -1,0 +1,330 @@
+//! Settings: the checked-in defaults, then an optional file, then `TANYI_RELAY__SECTION__KEY`
+//! environment variables. Everything is validated at load so that a bad value stops start-up with
+//! a message naming its key, instead of surfacing later as a failed callback.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// The key of the development account in `config/default.toml`. It is public, so a production
+/// deployment must not accept it.
+pub const DEVELOPMENT_CALLBACK_KEY: &str = "dev-only-insecure-callback-key";
+
+const ENV_PREFIX: &str = "TANYI_RELAY";
+pub const ENVIRONMENT_VAR: &str = "TANYI_RELAY_ENV";
+pub const CONFIG_FILE_VAR: &str = "TANYI_RELAY_CONFIG";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub accounts: Vec<AccountSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    #[serde(default)]
+    pub public_url: String,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub migrate_on_start: bool,
+}
+
+impl DatabaseSettings {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    pub name: String,
+    pub callback_key: Secret,
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset: String,
+}
+
+fn default_utc_offset() -> String {
+    "+08:00".to_owned()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+impl Settings {
+    /// Loads from the process environment (`TANYI_RELAY_CONFIG` names the optional file when
+    /// `file` is `None`).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_sources(file, std::env::vars().collect())
+    }
+
+    /// Loads with an explicit environment, so tests never have to mutate the process's.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let file: Option<PathBuf> = file.map(Path::to_path_buf).or_else(|| {
+            env.get(CONFIG_FILE_VAR)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = &file {
+            builder = builder.add_source(config::File::from(path.as_path()).required(true));
+        }
+        let production = env.get(ENVIRONMENT_VAR).is_some_and(|v| v == "production");
+        let overrides = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env));
+        let settings: Settings = builder.add_source(overrides).build()?.try_deserialize()?;
+        settings.validate(production)?;
+        Ok(settings)
+    }
+
+    fn validate(&self, production: bool) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "server.listen: `{}` is not an address like 0.0.0.0:8080",
+                self.server.listen
+            ));
+        }
+        if self.server.body_limit_bytes == 0 {
+            problems.push("server.body_limit_bytes: must be greater than 0".to_owned());
+        }
+        let url = self.database.url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            problems.push(
+                "database.url: must start with sqlite:, postgres:// or postgresql://".to_owned(),
+            );
+        }
+        if self.database.max_connections == 0 {
+            problems.push("database.max_connections: must be greater than 0".to_owned());
+        }
+        if self.database.acquire_timeout_ms == 0 {
+            problems.push("database.acquire_timeout_ms: must be greater than 0".to_owned());
+        }
+        let mut seen = HashMap::new();
+        for (index, account) in self.accounts.iter().enumerate() {
+            let key = format!("accounts[{index}]");
+            if !is_url_safe_name(&account.name) {
+                problems.push(format!(
+                    "{key}.name: `{}` must be 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'",
+                    account.name
+                ));
+            }
+            if let Some(first) = seen.insert(account.name.as_str(), index) {
+                problems.push(format!(
+                    "{key}.name: `{}` is already used by accounts[{first}]",
+                    account.name
+                ));
+            }
+            if account.callback_key.expose().chars().count() < 16 {
+                problems.push(format!(
+                    "{key}.callback_key: must be at least 16 characters"
+                ));
+            }
+            if production && account.callback_key.expose() == DEVELOPMENT_CALLBACK_KEY {
+                problems.push(format!(
+                    "{key}.callback_key: the public development key cannot be used when {ENVIRONMENT_VAR}=production"
+                ));
+            }
+            if parse_utc_offset(&account.utc_offset).is_none() {
+                problems.push(format!(
+                    "{key}.utc_offset: `{}` is not an offset like +08:00",
+                    account.utc_offset
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        // Checked by `validate`; the fallback only guards against a Settings built by hand.
+        self.server
+            .listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+}
+
+impl AccountSettings {
+    pub fn offset(&self) -> FixedOffset {
+        parse_utc_offset(&self.utc_offset).unwrap_or_else(china_standard_time)
+    }
+
+    pub fn uses_development_key(&self) -> bool {
+        self.callback_key.expose() == DEVELOPMENT_CALLBACK_KEY
+    }
+}
+
+fn is_url_safe_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn parse_utc_offset(text: &str) -> Option<FixedOffset> {
+    if text == "Z" {
+        return FixedOffset::east_opt(0);
+    }
+    text.parse().ok()
+}
+
+fn china_standard_time() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(content: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .expect("temp file");
+        std::io::Write::write_all(&mut f, content.as_bytes()).expect("write temp file");
+        f
+    }
+
+    #[test]
+    fn defaults_run_on_sqlite_with_the_development_account() {
+        let settings = Settings::from_sources(None, env(&[])).expect("defaults are valid");
+        assert_eq!(
+            settings.database.url.expose(),
+            "sqlite://data/tanyi-relay.db"
+        );
+        assert_eq!(settings.server.body_limit_bytes, 1024 * 1024);
+        assert_eq!(settings.accounts.len(), 1);
+        assert!(settings.accounts[0].uses_development_key());
+        assert_eq!(
+            settings.accounts[0].offset(),
+            FixedOffset::east_opt(8 * 3600).unwrap()
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file_which_overrides_the_defaults() {
+        let f = file("[server]\nlisten = \"0.0.0.0:9000\"\nbody_limit_bytes = 2048\n");
+        let settings = Settings::from_sources(
+            Some(f.path()),
+            env(&[("TANYI_RELAY__SERVER__BODY_LIMIT_BYTES", "4096")]),
+        )
+        .expect("valid");
+        assert_eq!(settings.server.listen, "0.0.0.0:9000");
+        assert_eq!(settings.server.body_limit_bytes, 4096);
+    }
+
+    #[test]
+    fn the_config_file_can_come_from_the_environment() {
+        let f = file("[database]\nurl = \"postgres://u@db/relay\"\n");
+        let path = f.path().to_string_lossy().to_string();
+        let settings =
+            Settings::from_sources(None, env(&[(CONFIG_FILE_VAR, &path)])).expect("valid");
+        assert_eq!(settings.database.url.expose(), "postgres://u@db/relay");
+    }
+
+    #[test]
+    fn invalid_values_are_reported_with_their_keys() {
+        let f = file(
+            "[[accounts]]\nname = \"bad name\"\ncallback_key = \"short\"\nutc_offset = \"8h\"\n\
+             [[accounts]]\nname = \"bad name\"\ncallback_key = \"long-enough-key-0001\"\n",
+        );
+        let err = Settings::from_sources(
+            Some(f.path()),
+            env(&[("TANYI_RELAY__SERVER__LISTEN", "nowhere")]),
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        for expected in [
+            "server.listen",
+            "accounts[0].name",
+            "accounts[0].callback_key",
+            "accounts[0].utc_offset",
+            "accounts[1].name: `bad name` is already used by accounts[0]",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from: {text}");
+        }
+        assert!(!text.contains("short"), "a secret leaked into: {text}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_value_names_its_key() {
+        let err = Settings::from_sources(
+            None,
+            env(&[("TANYI_RELAY__SERVER__BODY_LIMIT_BYTES", "lots")]),
+        )
+        .expect_err("invalid");
+        assert!(err.to_string().contains("body_limit_bytes"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let f = file("[server]\nlisten_adress = \"0.0.0.0:1\"\n");
+        let err = Settings::from_sources(Some(f.path()), env(&[])).expect_err("invalid");
+        assert!(err.to_string().contains("listen_adress"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_the_development_key() {
+        let err = Settings::from_sources(None, env(&[(ENVIRONMENT_VAR, "production")]))
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("accounts[0].callback_key"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains(DEVELOPMENT_CALLBACK_KEY));
+    }
+
+    #[test]
+    fn debug_output_never_contains_secrets() {
+        let settings = Settings::from_sources(None, env(&[])).expect("valid");
+        let dump = format!("{settings:?}");
+        assert!(!dump.contains(DEVELOPMENT_CALLBACK_KEY));
+        assert!(!dump.contains("sqlite://data"));
+    }
+}

@@ -1,0 +1,73 @@
+//! Every way a callback request can fail, and its one HTTP answer.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::platform::callback::ParseError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("unknown account")]
+    UnknownAccount,
+    #[error("missing or wrong callback credentials")]
+    Unauthorized,
+    #[error("body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    BodyUnreadable,
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("storage unavailable: {0}")]
+    Storage(#[from] StoreError),
+}
+
+impl IngestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngestError::UnknownAccount => StatusCode::NOT_FOUND,
+            IngestError::Unauthorized => StatusCode::UNAUTHORIZED,
+            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            IngestError::Parse(ParseError::BadField { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::Parse(_) => StatusCode::BAD_REQUEST,
+            IngestError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Stable, documented codes: integrators match on these, never on messages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::UnknownAccount => "unknown_account",
+            IngestError::Unauthorized => "unauthorized",
+            IngestError::PayloadTooLarge { .. } => "payload_too_large",
+            IngestError::BodyUnreadable => "unreadable_body",
+            IngestError::Parse(ParseError::NotJson(_)) => "invalid_json",
+            IngestError::Parse(ParseError::BadEnvelope(_)) => "invalid_envelope",
+            IngestError::Parse(ParseError::BadField { .. }) => "invalid_field",
+            IngestError::Storage(_) => "storage_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            // The cause is logged where it happened; the caller only needs to know to retry.
+            IngestError::Storage(_) => "the callback was not stored; retry later".to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = json!({ "error": self.code(), "message": message });
+        if let IngestError::Parse(ParseError::BadField { field, .. }) = &self {
+            body["field"] = json!(field);
+        }
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+/// The JSON error for requests that never reach a callback handler (wrong path or method).
+pub fn plain_error(status: StatusCode, code: &'static str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}

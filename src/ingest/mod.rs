@@ -1,0 +1,145 @@
+//! The callback route: find the account, authenticate, read the body, parse, store, and only then
+//! answer `success`.
+
+mod error;
+pub mod query;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+pub use error::{plain_error, IngestError};
+
+use crate::account::{Account, Accounts};
+use crate::platform::callback::{parse_callback, Event};
+use crate::store::{Ingested, Received, Source, Store};
+use crate::telemetry::{loggable, mask_phone};
+
+/// What the platform needs to stop retrying: HTTP 200 with exactly this body.
+pub const ACK: &str = "success";
+
+#[derive(Clone)]
+pub struct IngestState {
+    pub accounts: Accounts,
+    pub store: Store,
+    pub body_limit: usize,
+}
+
+pub fn routes(state: IngestState) -> Router {
+    Router::new()
+        .route("/callbacks/{account}", post(receive_plain))
+        .with_state(state)
+}
+
+async fn receive_plain(
+    State(state): State<IngestState>,
+    Path(account_name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, IngestError> {
+    let account = find_account(&state, &account_name)?;
+    let key = query::param(query.as_deref(), "key");
+    if !key
+        .as_deref()
+        .is_some_and(|key| account.callback_key.matches(key.as_bytes()))
+    {
+        tracing::warn!(account = %account.name, key_given = key.is_some(), "callback refused: wrong key");
+        return Err(IngestError::Unauthorized);
+    }
+    let body = read_body(&headers, body, state.body_limit).await?;
+    accept(&state.store, account, &body, Source::Push).await?;
+    Ok(ack())
+}
+
+fn find_account<'a>(state: &'a IngestState, name: &str) -> Result<&'a Account, IngestError> {
+    state.accounts.get(name).ok_or_else(|| {
+        tracing::warn!(account = %loggable(name), "callback refused: unknown account");
+        IngestError::UnknownAccount
+    })
+}
+
+pub fn ack() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        ACK,
+    )
+        .into_response()
+}
+
+/// Reads at most `limit` bytes. A declared length over the limit is refused before reading.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, IngestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(IngestError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(IngestError::PayloadTooLarge { limit })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "callback body could not be read");
+            Err(IngestError::BodyUnreadable)
+        }
+    }
+}
+
+/// The one store path for an authenticated callback body, pushed or fetched back: parse, store
+/// (raw and normalized, one transaction), report. A body that does not parse is still kept raw.
+pub async fn accept(
+    store: &Store,
+    account: &Account,
+    body: &[u8],
+    source: Source,
+) -> Result<Ingested, IngestError> {
+    let received = Received::now(&account.name, body, source);
+    let callback = match parse_callback(body, account.utc_offset) {
+        Ok(callback) => callback,
+        Err(problem) => {
+            store.record_rejected(&received, &problem.to_string()).await.map_err(|e| {
+                tracing::error!(account = %account.name, error = %e, "could not keep a rejected callback");
+                IngestError::Storage(e)
+            })?;
+            tracing::warn!(account = %account.name, problem = %problem, "callback rejected, raw body kept");
+            return Err(problem.into());
+        }
+    };
+    let outcome = store.record_callback(&received, &callback).await.map_err(|e| {
+        tracing::error!(account = %account.name, data_type = %loggable(&callback.data_type), error = %e,
+            "could not store callback; answering 503 so that the platform retries");
+        IngestError::Storage(e)
+    })?;
+    match &callback.event {
+        Event::CallRecord(call) => tracing::info!(
+            account = %account.name, call_record_id = call.call_record_id,
+            phone = %call.called_phone_number.as_deref().map(mask_phone).unwrap_or_default(),
+            outcome = ?outcome, source = source.as_str(), "call record stored"
+        ),
+        Event::JobCompleted(job) => tracing::info!(
+            account = %account.name, robot_call_job_id = job.robot_call_job_id, outcome = ?outcome,
+            "job completion stored"
+        ),
+        Event::Sms(sms) => tracing::info!(
+            account = %account.name, call_record_id = sms.call_record_id, messages = sms.messages.len(),
+            outcome = ?outcome, "sms request stored"
+        ),
+        Event::Unrecognized => tracing::warn!(
+            account = %account.name, data_type = %loggable(&callback.data_type),
+            "unrecognized dataType kept raw and acknowledged"
+        ),
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,11 @@
+//! tanyi-relay: receives the Tanyi (Yiwise) platform's callbacks, stores them durably, and
+//! answers `success` only after the commit.
+
+pub mod account;
+pub mod app;
+pub mod config;
+pub mod ingest;
+pub mod platform;
+pub mod secret;
+pub mod store;
+pub mod telemetry;

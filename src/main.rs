@@ -1,0 +1,133 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use tanyi_relay::app::Application;
+use tanyi_relay::config::Settings;
+use tanyi_relay::store::Store;
+use tanyi_relay::telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "tanyi-relay",
+    version,
+    about = "Receives, stores and relays the Tanyi platform's callbacks"
+)]
+struct Cli {
+    /// Configuration file layered over the built-in defaults (environment variables still win).
+    #[arg(long, global = true, env = "TANYI_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load and validate the configuration, print a summary without secrets, and exit.
+    CheckConfig,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::Migrate => migrate(cli.config).await,
+        Command::CheckConfig => check_config(cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tanyi-relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let app = Application::build(&settings).await?;
+    let addr = app.local_addr();
+    tracing::info!(%addr, database = app.store().backend_name(), "tanyi-relay listening");
+    let base = if settings.server.public_url.is_empty() {
+        format!("http://{addr}")
+    } else {
+        settings.server.public_url.trim_end_matches('/').to_owned()
+    };
+    for account in &settings.accounts {
+        if account.uses_development_key() {
+            // This key is public (it ships in config/default.toml), so printing it leaks nothing.
+            tracing::warn!(
+                "development account `{}`: register {base}/callbacks/{}?key={} (not for production)",
+                account.name,
+                account.name,
+                account.callback_key.expose()
+            );
+        } else {
+            tracing::info!(
+                "account `{}`: register {base}/callbacks/{}?key=<its callback_key>",
+                account.name,
+                account.name
+            );
+        }
+    }
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("tanyi-relay stopped");
+    Ok(())
+}
+
+async fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    println!("migrations applied ({})", store.backend_name());
+    store.close().await;
+    Ok(())
+}
+
+fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let backend = if settings.database.url.expose().starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    println!("configuration is valid");
+    println!("listen: {}", settings.server.listen);
+    println!("database: {backend}");
+    for account in &settings.accounts {
+        println!(
+            "account: {} (utc_offset {})",
+            account.name, account.utc_offset
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

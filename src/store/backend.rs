@@ -1,0 +1,341 @@
+//! The statements, written once and compiled for each backend. The SQL is portable between
+//! Postgres and SQLite (`$n` parameters, `ON CONFLICT … RETURNING`); the macro exists only because
+//! sqlx's types differ per backend.
+
+/// Rows per multi-row INSERT: well under both backends' bound-parameter limits.
+const ROWS_PER_INSERT: usize = 500;
+
+macro_rules! backend {
+    ($module:ident, $db:ty) => {
+        pub(super) mod $module {
+            use sha2::{Digest, Sha256};
+            use sqlx::types::Json;
+            use sqlx::{Pool, QueryBuilder, Transaction};
+
+            use super::ROWS_PER_INSERT;
+            use crate::platform::callback::{CallRecord, Callback, Event, JobCompletion, SmsRequest};
+            use crate::store::model::*;
+            use crate::store::{Ingested, Received, StoreError};
+
+            type Db = $db;
+            type Tx = Transaction<'static, Db>;
+
+            pub async fn ping(pool: &Pool<Db>) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(pool).await?;
+                Ok(())
+            }
+
+            pub async fn record_callback(
+                pool: &Pool<Db>,
+                received: &Received<'_>,
+                callback: &Callback,
+            ) -> Result<Ingested, StoreError> {
+                let status = match callback.event {
+                    Event::Unrecognized => "unrecognized",
+                    _ => "stored",
+                };
+                let mut tx = pool.begin().await?;
+                let (inbox_id, times_seen) = upsert_inbox(
+                    &mut tx,
+                    received,
+                    Some(&callback.data_type),
+                    &callback.dedup_key(),
+                    &callback.content_sha256,
+                    status,
+                    None,
+                )
+                .await?;
+                let outcome = if times_seen > 1 {
+                    Ingested::Duplicate
+                } else {
+                    match &callback.event {
+                        Event::CallRecord(call) => upsert_call(&mut tx, received, inbox_id, call).await?,
+                        Event::JobCompleted(job) => upsert_job(&mut tx, received, inbox_id, job).await?,
+                        Event::Sms(sms) => {
+                            insert_sms(&mut tx, received, inbox_id, &callback.content_sha256, sms).await?
+                        }
+                        Event::Unrecognized => Ingested::Unrecognized,
+                    }
+                };
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            pub async fn record_rejected(
+                pool: &Pool<Db>,
+                received: &Received<'_>,
+                reason: &str,
+            ) -> Result<(), StoreError> {
+                let hash = hex::encode(Sha256::digest(received.body));
+                let mut tx = pool.begin().await?;
+                upsert_inbox(&mut tx, received, None, &format!("rejected:{hash}"), &hash, "rejected", Some(reason))
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// Returns the row id and how often this exact content has now been seen.
+            async fn upsert_inbox(
+                tx: &mut Tx,
+                received: &Received<'_>,
+                data_type: Option<&str>,
+                dedup_key: &str,
+                content_sha256: &str,
+                status: &str,
+                error: Option<&str>,
+            ) -> Result<(i64, i64), StoreError> {
+                let row: (i64, i64) = sqlx::query_as(
+                    "INSERT INTO inbox (account, data_type, dedup_key, content_sha256, status, error, source, body, \
+                                        first_seen_at, last_seen_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+                     ON CONFLICT (account, dedup_key, content_sha256) DO UPDATE \
+                     SET last_seen_at = excluded.last_seen_at, times_seen = inbox.times_seen + 1 \
+                     RETURNING id, times_seen",
+                )
+                .bind(received.account)
+                .bind(data_type)
+                .bind(dedup_key)
+                .bind(content_sha256)
+                .bind(status)
+                .bind(error)
+                .bind(received.source.as_str())
+                .bind(received.body)
+                .bind(received.received_at)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(row)
+            }
+
+            async fn upsert_call(
+                tx: &mut Tx,
+                received: &Received<'_>,
+                inbox_id: i64,
+                call: &CallRecord,
+            ) -> Result<Ingested, StoreError> {
+                let (revision,): (i64,) = sqlx::query_as(
+                    "INSERT INTO call_records (account, call_record_id, tenant_id, robot_call_job_id, dialog_flow_id, \
+                        called_phone_number, result_status, intent_level, intent_grade, customer_concern, \
+                        full_audio_url, customer_audio_url, analysis_basis, start_time, end_time, chat_duration, \
+                        chat_round, attributes, properties, extra, source, inbox_id, received_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                        $20, $21, $22, $23, $23) \
+                     ON CONFLICT (account, call_record_id) DO UPDATE SET \
+                        tenant_id = excluded.tenant_id, robot_call_job_id = excluded.robot_call_job_id, \
+                        dialog_flow_id = excluded.dialog_flow_id, called_phone_number = excluded.called_phone_number, \
+                        result_status = excluded.result_status, intent_level = excluded.intent_level, \
+                        intent_grade = excluded.intent_grade, customer_concern = excluded.customer_concern, \
+                        full_audio_url = excluded.full_audio_url, customer_audio_url = excluded.customer_audio_url, \
+                        analysis_basis = excluded.analysis_basis, start_time = excluded.start_time, \
+                        end_time = excluded.end_time, chat_duration = excluded.chat_duration, \
+                        chat_round = excluded.chat_round, attributes = excluded.attributes, \
+                        properties = excluded.properties, extra = excluded.extra, inbox_id = excluded.inbox_id, \
+                        updated_at = excluded.updated_at, revision = call_records.revision + 1 \
+                     RETURNING revision",
+                )
+                .bind(received.account)
+                .bind(call.call_record_id)
+                .bind(call.tenant_id)
+                .bind(call.robot_call_job_id)
+                .bind(call.dialog_flow_id)
+                .bind(call.called_phone_number.as_deref())
+                .bind(call.result_status.as_deref())
+                .bind(call.intent_level.as_deref())
+                .bind(call.intent_grade())
+                .bind(Json(&call.customer_concern))
+                .bind(call.full_audio_url.as_deref())
+                .bind(call.customer_audio_url.as_deref())
+                .bind(call.analysis_basis.as_deref())
+                .bind(call.start_time)
+                .bind(call.end_time)
+                .bind(call.chat_duration)
+                .bind(call.chat_round)
+                .bind(Json(&call.attributes))
+                .bind(Json(&call.properties))
+                .bind(Json(&call.extra))
+                .bind(received.source.as_str())
+                .bind(inbox_id)
+                .bind(received.received_at)
+                .fetch_one(&mut **tx)
+                .await?;
+                if revision > 1 {
+                    sqlx::query("DELETE FROM call_turns WHERE account = $1 AND call_record_id = $2")
+                        .bind(received.account)
+                        .bind(call.call_record_id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                let numbered: Vec<_> = call.turns.iter().enumerate().collect();
+                for chunk in numbered.chunks(ROWS_PER_INSERT) {
+                    let mut insert = QueryBuilder::<Db>::new(
+                        "INSERT INTO call_turns (account, call_record_id, seq, call_detail_id, speaker, text, extra) ",
+                    );
+                    insert.push_values(chunk, |mut row, (seq, turn)| {
+                        row.push_bind(received.account)
+                            .push_bind(call.call_record_id)
+                            .push_bind(*seq as i64)
+                            .push_bind(turn.call_detail_id.map(|id| id.get()))
+                            .push_bind(turn.speaker.as_deref())
+                            .push_bind(turn.text.as_deref())
+                            .push_bind(Json(&turn.extra));
+                    });
+                    insert.build().execute(&mut **tx).await?;
+                }
+                Ok(if revision > 1 { Ingested::Changed } else { Ingested::Created })
+            }
+
+            async fn upsert_job(
+                tx: &mut Tx,
+                received: &Received<'_>,
+                inbox_id: i64,
+                job: &JobCompletion,
+            ) -> Result<Ingested, StoreError> {
+                let (revision,): (i64,) = sqlx::query_as(
+                    "INSERT INTO jobs (account, robot_call_job_id, status, tenant_id, extra, inbox_id, received_at, \
+                        updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                     ON CONFLICT (account, robot_call_job_id, status) DO UPDATE SET \
+                        tenant_id = excluded.tenant_id, extra = excluded.extra, inbox_id = excluded.inbox_id, \
+                        updated_at = excluded.updated_at, revision = jobs.revision + 1 \
+                     RETURNING revision",
+                )
+                .bind(received.account)
+                .bind(job.robot_call_job_id)
+                .bind(job.status.as_str())
+                .bind(job.tenant_id)
+                .bind(Json(&job.extra))
+                .bind(inbox_id)
+                .bind(received.received_at)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(if revision > 1 { Ingested::Changed } else { Ingested::Created })
+            }
+
+            async fn insert_sms(
+                tx: &mut Tx,
+                received: &Received<'_>,
+                inbox_id: i64,
+                content_sha256: &str,
+                sms: &SmsRequest,
+            ) -> Result<Ingested, StoreError> {
+                // The content hash is part of an SMS request's identity, so a new inbox row always
+                // means a new request; the upsert only guards a request whose inbox row was purged.
+                let (request_id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO sms_requests (account, call_record_id, content_sha256, tenant_id, company_name, \
+                        customer_person_id, customer_person_name, phone_number, robot_call_job_id, \
+                        robot_call_job_name, extra, inbox_id, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                     ON CONFLICT (account, call_record_id, content_sha256) DO UPDATE SET inbox_id = excluded.inbox_id \
+                     RETURNING id",
+                )
+                .bind(received.account)
+                .bind(sms.call_record_id)
+                .bind(content_sha256)
+                .bind(sms.tenant_id)
+                .bind(sms.company_name.as_deref())
+                .bind(sms.customer_person_id)
+                .bind(sms.customer_person_name.as_deref())
+                .bind(sms.phone_number.as_deref())
+                .bind(sms.robot_call_job_id)
+                .bind(sms.robot_call_job_name.as_deref())
+                .bind(Json(&sms.extra))
+                .bind(inbox_id)
+                .bind(received.received_at)
+                .fetch_one(&mut **tx)
+                .await?;
+                sqlx::query("DELETE FROM sms_messages WHERE sms_request_id = $1")
+                    .bind(request_id)
+                    .execute(&mut **tx)
+                    .await?;
+                let numbered: Vec<_> = sms.messages.iter().enumerate().collect();
+                for chunk in numbered.chunks(ROWS_PER_INSERT) {
+                    let mut insert = QueryBuilder::<Db>::new(
+                        "INSERT INTO sms_messages (sms_request_id, seq, sms_template_id, sms_template_name, \
+                            sms_signature_id, sms_signature_name, kind, template_text, message, var_map, extra) ",
+                    );
+                    insert.push_values(chunk, |mut row, (seq, message)| {
+                        row.push_bind(request_id)
+                            .push_bind(*seq as i64)
+                            .push_bind(message.sms_template_id.map(|id| id.get()))
+                            .push_bind(message.sms_template_name.as_deref())
+                            .push_bind(message.sms_signature_id.map(|id| id.get()))
+                            .push_bind(message.sms_signature_name.as_deref())
+                            .push_bind(message.kind.as_deref())
+                            .push_bind(message.template_text.as_deref())
+                            .push_bind(message.message.as_deref())
+                            .push_bind(Json(&message.var_map))
+                            .push_bind(Json(&message.extra));
+                    });
+                    insert.build().execute(&mut **tx).await?;
+                }
+                Ok(Ingested::Created)
+            }
+
+            pub async fn inbox(pool: &Pool<Db>, account: &str) -> Result<Vec<InboxEntry>, StoreError> {
+                Ok(sqlx::query_as("SELECT * FROM inbox WHERE account = $1 ORDER BY id")
+                    .bind(account)
+                    .fetch_all(pool)
+                    .await?)
+            }
+
+            pub async fn call_record(
+                pool: &Pool<Db>,
+                account: &str,
+                call_record_id: i64,
+            ) -> Result<Option<StoredCall>, StoreError> {
+                Ok(sqlx::query_as("SELECT * FROM call_records WHERE account = $1 AND call_record_id = $2")
+                    .bind(account)
+                    .bind(call_record_id)
+                    .fetch_optional(pool)
+                    .await?)
+            }
+
+            pub async fn call_turns(
+                pool: &Pool<Db>,
+                account: &str,
+                call_record_id: i64,
+            ) -> Result<Vec<StoredTurn>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT seq, call_detail_id, speaker, text, extra FROM call_turns \
+                     WHERE account = $1 AND call_record_id = $2 ORDER BY seq",
+                )
+                .bind(account)
+                .bind(call_record_id)
+                .fetch_all(pool)
+                .await?)
+            }
+
+            pub async fn jobs(pool: &Pool<Db>, account: &str, robot_call_job_id: i64) -> Result<Vec<StoredJob>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT account, robot_call_job_id, status, tenant_id, extra, revision, received_at FROM jobs \
+                     WHERE account = $1 AND robot_call_job_id = $2 ORDER BY status",
+                )
+                .bind(account)
+                .bind(robot_call_job_id)
+                .fetch_all(pool)
+                .await?)
+            }
+
+            pub async fn sms_messages(
+                pool: &Pool<Db>,
+                account: &str,
+                call_record_id: i64,
+            ) -> Result<Vec<StoredSmsMessage>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT r.call_record_id, r.content_sha256, r.tenant_id, r.company_name, r.customer_person_id, \
+                        r.customer_person_name, r.phone_number, r.robot_call_job_id, r.robot_call_job_name, m.seq, \
+                        m.sms_template_id, m.sms_template_name, m.sms_signature_id, m.sms_signature_name, m.kind, \
+                        m.template_text, m.message, m.var_map \
+                     FROM sms_requests r JOIN sms_messages m ON m.sms_request_id = r.id \
+                     WHERE r.account = $1 AND r.call_record_id = $2 ORDER BY r.id, m.seq",
+                )
+                .bind(account)
+                .bind(call_record_id)
+                .fetch_all(pool)
+                .await?)
+            }
+        }
+    };
+}
+
+backend!(postgres, sqlx::Postgres);
+backend!(sqlite, sqlx::Sqlite);

@@ -1,0 +1,216 @@
+//! All SQL lives here. The application sees one `Store`; behind it a Postgres or a SQLite pool,
+//! chosen by the URL scheme. Both run the same statements (see `backend.rs`), so one contract test
+//! suite covers both.
+
+mod backend;
+mod model;
+
+use std::str::FromStr;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::DatabaseSettings;
+use crate::platform::callback::Callback;
+
+pub use model::{InboxEntry, StoredCall, StoredJob, StoredSmsMessage, StoredTurn};
+
+#[derive(Clone, Debug)]
+pub enum Store {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot prepare the database: {0}")]
+    Setup(String),
+}
+
+/// Where a callback came from: pushed by the platform, or fetched back from its REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Push,
+    Backfill,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Push => "push",
+            Source::Backfill => "backfill",
+        }
+    }
+}
+
+/// A callback body as it arrived, before or without parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub account: &'a str,
+    pub body: &'a [u8],
+    pub source: Source,
+    pub received_at: DateTime<Utc>,
+}
+
+impl<'a> Received<'a> {
+    pub fn now(account: &'a str, body: &'a [u8], source: Source) -> Self {
+        // Postgres keeps microseconds: truncate so that both backends read back the same instant.
+        Self {
+            account,
+            body,
+            source,
+            received_at: Utc::now().trunc_subsecs(6),
+        }
+    }
+}
+
+/// What storing a callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// First time this thing was seen.
+    Created,
+    /// Seen before with other content: the normalized rows were updated.
+    Changed,
+    /// This exact content was stored before: only the inbox counters moved.
+    Duplicate,
+    /// An unknown dataType, kept raw.
+    Unrecognized,
+}
+
+impl Store {
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Store, StoreError> {
+        let url = settings.url.expose();
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit that answered `success` survives a power cut, not only a crash.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(settings.acquire_timeout())
+                .foreign_keys(true);
+            if let Some(dir) = options
+                .get_filename()
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Setup(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(settings.acquire_timeout())
+                .connect_with(options)
+                .await?;
+            Ok(Store::Sqlite(pool))
+        } else {
+            let options = PgConnectOptions::from_str(url)?;
+            // Lazy: a replica may start while the database is briefly away and become ready later.
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(settings.acquire_timeout())
+                .connect_lazy_with(options);
+            Ok(Store::Postgres(pool))
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Postgres(pool) => pool.close().await,
+            Store::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Runs the same function of `backend.rs` on whichever pool this store has.
+macro_rules! on_backend {
+    ($store:expr, $function:ident ( $($arg:expr),* )) => {
+        match $store {
+            Store::Postgres(pool) => backend::postgres::$function(pool, $($arg),*).await,
+            Store::Sqlite(pool) => backend::sqlite::$function(pool, $($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_backend!(self, ping())
+    }
+
+    /// Stores an authenticated, parsed callback in one transaction: the raw inbox row and the
+    /// normalized rows. Returns after the commit.
+    pub async fn record_callback(
+        &self,
+        received: &Received<'_>,
+        callback: &Callback,
+    ) -> Result<Ingested, StoreError> {
+        on_backend!(self, record_callback(received, callback))
+    }
+
+    /// Keeps the raw body of an authenticated callback that could not be parsed, so that an
+    /// operator can see it and reprocess it after a fix.
+    pub async fn record_rejected(
+        &self,
+        received: &Received<'_>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, record_rejected(received, reason))
+    }
+
+    pub async fn inbox(&self, account: &str) -> Result<Vec<InboxEntry>, StoreError> {
+        on_backend!(self, inbox(account))
+    }
+
+    pub async fn call_record(
+        &self,
+        account: &str,
+        call_record_id: i64,
+    ) -> Result<Option<StoredCall>, StoreError> {
+        on_backend!(self, call_record(account, call_record_id))
+    }
+
+    pub async fn call_turns(
+        &self,
+        account: &str,
+        call_record_id: i64,
+    ) -> Result<Vec<StoredTurn>, StoreError> {
+        on_backend!(self, call_turns(account, call_record_id))
+    }
+
+    pub async fn jobs(
+        &self,
+        account: &str,
+        robot_call_job_id: i64,
+    ) -> Result<Vec<StoredJob>, StoreError> {
+        on_backend!(self, jobs(account, robot_call_job_id))
+    }
+
+    pub async fn sms_messages(
+        &self,
+        account: &str,
+        call_record_id: i64,
+    ) -> Result<Vec<StoredSmsMessage>, StoreError> {
+        on_backend!(self, sms_messages(account, call_record_id))
+    }
+}

@@ -1,0 +1,93 @@
+//! Rows as the store gives them back (to tests, the admin API and the CLI).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct InboxEntry {
+    pub id: i64,
+    pub account: String,
+    pub data_type: Option<String>,
+    pub dedup_key: String,
+    pub content_sha256: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub source: String,
+    pub body: Option<Vec<u8>>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub times_seen: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredCall {
+    pub account: String,
+    pub call_record_id: i64,
+    pub tenant_id: Option<i64>,
+    pub robot_call_job_id: Option<i64>,
+    pub dialog_flow_id: Option<i64>,
+    pub called_phone_number: Option<String>,
+    pub result_status: Option<String>,
+    pub intent_level: Option<String>,
+    pub intent_grade: Option<String>,
+    pub customer_concern: Json<Value>,
+    pub full_audio_url: Option<String>,
+    pub customer_audio_url: Option<String>,
+    pub analysis_basis: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    pub chat_duration: Option<i64>,
+    pub chat_round: Option<i64>,
+    pub attributes: Json<Value>,
+    pub properties: Json<Value>,
+    pub extra: Json<Value>,
+    pub source: String,
+    pub inbox_id: i64,
+    pub revision: i64,
+    pub received_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredTurn {
+    pub seq: i64,
+    pub call_detail_id: Option<i64>,
+    pub speaker: Option<String>,
+    pub text: Option<String>,
+    pub extra: Json<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredJob {
+    pub account: String,
+    pub robot_call_job_id: i64,
+    pub status: String,
+    pub tenant_id: Option<i64>,
+    pub extra: Json<Value>,
+    pub revision: i64,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One message of an SMS request, with the request's fields alongside.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredSmsMessage {
+    pub call_record_id: i64,
+    pub content_sha256: String,
+    pub tenant_id: Option<i64>,
+    pub company_name: Option<String>,
+    pub customer_person_id: Option<i64>,
+    pub customer_person_name: Option<String>,
+    pub phone_number: Option<String>,
+    pub robot_call_job_id: Option<i64>,
+    pub robot_call_job_name: Option<String>,
+    pub seq: i64,
+    pub sms_template_id: Option<i64>,
+    pub sms_template_name: Option<String>,
+    pub sms_signature_id: Option<i64>,
+    pub sms_signature_name: Option<String>,
+    pub kind: Option<String>,
+    pub template_text: Option<String>,
+    pub message: Option<String>,
+    pub var_map: Json<Value>,
+}
