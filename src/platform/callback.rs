@@ -363,9 +363,20 @@ fn typed<T: for<'de> Deserialize<'de>>(data: Map<String, Value>) -> Result<T, Pa
         };
         ParseError::BadField {
             field,
-            reason: e.into_inner().to_string(),
+            reason: without_value(&e.into_inner().to_string()),
         }
     })
+}
+
+/// serde quotes the offending value (`invalid type: integer `17751279857`, expected a string`);
+/// that value may be a phone number, and this reason goes to logs, answers and the inbox. Keep only
+/// what was expected.
+fn without_value(message: &str) -> String {
+    match message.split_once(", expected ") {
+        Some((_, expected)) => format!("wrong type or value, expected {expected}"),
+        None if message.contains('`') => "wrong type or value".to_owned(),
+        None => message.to_owned(),
+    }
 }
 
 fn required(value: Option<Int>, field: &str) -> Result<i64, ParseError> {
@@ -411,11 +422,9 @@ impl<'de> Deserialize<'de> for Int {
                     .map_err(|_| E::custom("integer out of range for int64"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Int, E> {
-                // 2^63 is exactly representable; anything at or beyond it does not fit.
-                if v.fract() == 0.0
-                    && v >= -9.223_372_036_854_775_808e18
-                    && v < 9.223_372_036_854_775_808e18
-                {
+                // 2^63 is exactly representable as f64; anything at or beyond it does not fit.
+                const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+                if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
                     Ok(Int(v as i64))
                 } else {
                     Err(E::custom("expected an integer"))
@@ -594,6 +603,16 @@ mod tests {
             ),
             "data.callRecordId"
         );
+    }
+
+    #[test]
+    fn field_errors_never_repeat_the_value() {
+        let body = r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1,"calledPhoneNumber":17751279857}}"#;
+        let Err(ParseError::BadField { field, reason }) = parse(body) else {
+            panic!("expected a field error")
+        };
+        assert_eq!(field, "data.calledPhoneNumber");
+        assert_eq!(reason, "wrong type or value, expected a string");
     }
 
     #[test]

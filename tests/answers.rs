@@ -1,0 +1,273 @@
+//! Every row of the README's answers table, over real HTTP, with what each leaves in storage.
+
+mod common;
+
+use common::{assert_acked, assert_error, databases, sample, TestApp, ACCOUNT, KEY};
+use serde_json::json;
+
+#[tokio::test]
+async fn unknown_account_is_404_and_nothing_is_stored() {
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        assert_error(
+            app.post_as("nobody", KEY, sample("call_record.json")).await,
+            404,
+            "unknown_account",
+        )
+        .await;
+        assert!(
+            app.store.inbox("nobody").await.unwrap().is_empty(),
+            "{:?}",
+            db.backend
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn missing_or_wrong_key_is_401_and_nothing_is_stored() {
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        let body = sample("call_record.json");
+        let no_key = format!("{}/callbacks/{ACCOUNT}", app.base);
+        assert_error(
+            app.client
+                .post(no_key)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap(),
+            401,
+            "unauthorized",
+        )
+        .await;
+        assert_error(
+            app.post_as(ACCOUNT, "acme-callback-key-0002", body.clone())
+                .await,
+            401,
+            "unauthorized",
+        )
+        .await;
+        assert_error(
+            app.post_as(ACCOUNT, "", body.clone()).await,
+            401,
+            "unauthorized",
+        )
+        .await;
+        // Another account's valid key does not open this one.
+        assert_error(
+            app.post_as(ACCOUNT, common::NEW_YORK_KEY, body).await,
+            401,
+            "unauthorized",
+        )
+        .await;
+        assert!(
+            app.store.inbox(ACCOUNT).await.unwrap().is_empty(),
+            "{:?}",
+            db.backend
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_whether_declared_or_streamed() {
+    for db in databases().await {
+        let app =
+            TestApp::spawn_with(&db, &[("TANYI_RELAY__SERVER__BODY_LIMIT_BYTES", "1000")]).await;
+        let padding = "x".repeat(2000);
+        let big =
+            json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": 1, "pad": padding}})
+                .to_string();
+        assert_error(app.post(big.clone()).await, 413, "payload_too_large").await;
+        // Without a Content-Length the limit is enforced while reading.
+        let (status, answer) = common::post_chunked(
+            &app,
+            &format!("/callbacks/{ACCOUNT}?key={KEY}"),
+            big.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 413, "{answer}");
+        assert!(answer.contains("payload_too_large"), "{answer}");
+        assert!(
+            app.store.inbox(ACCOUNT).await.unwrap().is_empty(),
+            "{:?}",
+            db.backend
+        );
+        // Exactly at the limit is fine.
+        let fits = json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": 1}}).to_string();
+        let fits = format!("{fits}{}", " ".repeat(1000 - fits.len()));
+        assert_acked(app.post(fits).await).await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_and_kept_as_rejected() {
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        let cases: [(&[u8], &str); 5] = [
+            (b"{not json", "invalid_json"),
+            (b"\xff\xfe\x00garbage", "invalid_json"),
+            (br#"{"data": {"callRecordId": 1}}"#, "invalid_envelope"),
+            (br#"{"dataType": "ROBOT_CALL_RECORD"}"#, "invalid_envelope"),
+            (
+                br#"{"dataType": "ROBOT_CALL_RECORD", "data": "119"}"#,
+                "invalid_envelope",
+            ),
+        ];
+        for (body, code) in cases {
+            assert_error(app.post(body.to_vec()).await, 400, code).await;
+        }
+        let inbox = app.store.inbox(ACCOUNT).await.unwrap();
+        assert_eq!(inbox.len(), cases.len(), "{:?}", db.backend);
+        for (entry, (body, _)) in inbox.iter().zip(cases) {
+            assert_eq!(entry.status, "rejected");
+            assert_eq!(
+                entry.body.as_deref(),
+                Some(body),
+                "raw bytes kept exactly, NUL included"
+            );
+            assert!(entry.error.as_deref().is_some_and(|e| !e.is_empty()));
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_known_type_with_a_missing_id_or_wrong_type_is_422_naming_the_field() {
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        let cases = [
+            (
+                json!({"dataType": "ROBOT_CALL_RECORD", "data": {"tenantId": 1}}),
+                "data.callRecordId",
+            ),
+            (
+                json!({"dataType": "ROBOT_CALL_RECORD", "data": {"callRecordId": {"id": 1}}}),
+                "data.callRecordId",
+            ),
+            (
+                json!({"dataType": "ROBOT_CALL_RECORD", "data": {"callRecordId": 1, "customerConcern": "价格"}}),
+                "data.customerConcern",
+            ),
+            (
+                json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": "job-1"}}),
+                "data.robotCallJobId",
+            ),
+            (
+                json!({"dataType": "ROBOT_CALL_SMS", "data": {"callRecordId": 1, "msgList": [{"varMap": []}]}}),
+                "data.msgList[0].varMap",
+            ),
+        ];
+        for (body, field) in &cases {
+            let answer = assert_error(app.post(body.to_string()).await, 422, "invalid_field").await;
+            assert_eq!(answer["field"], json!(field), "{:?}", db.backend);
+        }
+        let inbox = app.store.inbox(ACCOUNT).await.unwrap();
+        assert_eq!(inbox.len(), cases.len());
+        assert!(inbox.iter().all(|e| e.status == "rejected"));
+        assert!(
+            app.store.call_record(ACCOUNT, 1).await.unwrap().is_none(),
+            "nothing normalized"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_data_type_is_acked_and_kept_as_unrecognized() {
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        let body = json!({"dataType": "ROBOT_CALL_VOICEMAIL", "data": {"anything": [1, 2, 3]}})
+            .to_string();
+        assert_acked(app.post(body.clone()).await).await;
+        assert_acked(app.post(body.clone()).await).await;
+        let inbox = app.store.inbox(ACCOUNT).await.unwrap();
+        assert_eq!(inbox.len(), 1, "{:?}", db.backend);
+        assert_eq!(inbox[0].status, "unrecognized");
+        assert_eq!(inbox[0].data_type.as_deref(), Some("ROBOT_CALL_VOICEMAIL"));
+        assert_eq!(inbox[0].times_seen, 2);
+        assert_eq!(inbox[0].body.as_deref(), Some(body.as_bytes()));
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn content_type_is_ignored() {
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        for content_type in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/xml",
+        ] {
+            let response = app
+                .client
+                .post(app.callback_url(ACCOUNT, KEY))
+                .header("content-type", content_type)
+                .body(sample("job_completed.json"))
+                .send()
+                .await
+                .unwrap();
+            assert_acked(response).await;
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_paths_and_methods_get_json_errors() {
+    let db = common::sqlite().await;
+    let app = TestApp::spawn(&db).await;
+    let get = app
+        .client
+        .get(app.callback_url(ACCOUNT, KEY))
+        .send()
+        .await
+        .unwrap();
+    assert_error(get, 405, "method_not_allowed").await;
+    let nowhere = app
+        .client
+        .post(format!("{}/callback/{ACCOUNT}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_error(nowhere, 404, "not_found").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_transaction_that_fails_midway_answers_503_and_leaves_nothing_behind() {
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        // Break the last step of the call transaction (the transcript insert) on the real database.
+        break_transcripts(&app).await;
+        assert_error(
+            app.post(sample("call_record.json")).await,
+            503,
+            "storage_unavailable",
+        )
+        .await;
+        assert!(
+            app.store.inbox(ACCOUNT).await.unwrap().is_empty(),
+            "{:?}: inbox row rolled back",
+            db.backend
+        );
+        assert!(
+            app.store.call_record(ACCOUNT, 119).await.unwrap().is_none(),
+            "{:?}: call rolled back",
+            db.backend
+        );
+        app.stop().await;
+    }
+}
+
+async fn break_transcripts(app: &TestApp) {
+    let sql = "ALTER TABLE call_turns RENAME TO call_turns_gone";
+    match &app.store {
+        tanyi_relay::store::Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        tanyi_relay::store::Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+    }
+    .expect("rename table");
+}
