@@ -6,12 +6,16 @@ use std::sync::Arc;
 use chrono::FixedOffset;
 
 use crate::config::AccountSettings;
+use crate::platform::crypto::CallbackCrypto;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Account {
     pub name: String,
-    pub callback_key: Secret,
+    /// Set when plain `?key=` callbacks are accepted.
+    pub plain_key: Option<Secret>,
+    /// Set in encrypted mode.
+    pub crypto: Option<CallbackCrypto>,
     /// The platform's local times for this account are read in this offset.
     pub utc_offset: FixedOffset,
 }
@@ -20,7 +24,12 @@ impl From<&AccountSettings> for Account {
     fn from(settings: &AccountSettings) -> Self {
         Self {
             name: settings.name.clone(),
-            callback_key: settings.callback_key.clone(),
+            plain_key: settings
+                .callback_key
+                .clone()
+                .filter(|_| settings.accepts_plain()),
+            // Settings are validated before an Account is built, so an invalid key cannot be here.
+            crypto: settings.crypto().and_then(Result::ok),
             utc_offset: settings.offset(),
         }
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::FixedOffset;
 use serde::Deserialize;
 
+use crate::platform::crypto::{CallbackCrypto, KeyError};
 use crate::secret::Secret;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -59,9 +60,21 @@ impl DatabaseSettings {
 #[serde(deny_unknown_fields)]
 pub struct AccountSettings {
     pub name: String,
-    pub callback_key: Secret,
+    /// Plain mode: the `key` query parameter.
+    #[serde(default)]
+    pub callback_key: Option<Secret>,
     #[serde(default = "default_utc_offset")]
     pub utc_offset: String,
+    /// Encrypted mode: the platform's token and 43-character EncodingAESKey.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub encoding_aes_key: Option<Secret>,
+    #[serde(default)]
+    pub receive_id: String,
+    /// In encrypted mode, also accept plain `?key=` posts (while migrating between modes).
+    #[serde(default)]
+    pub allow_plain: bool,
 }
 
 fn default_utc_offset() -> String {
@@ -150,12 +163,20 @@ impl Settings {
                     account.name
                 ));
             }
-            if account.callback_key.expose().chars().count() < 16 {
-                problems.push(format!(
-                    "{key}.callback_key: must be at least 16 characters"
-                ));
+            problems.extend(
+                account
+                    .mode_problems()
+                    .into_iter()
+                    .map(|p| format!("{key}.{p}")),
+            );
+            if let Some(callback_key) = &account.callback_key {
+                if callback_key.expose().chars().count() < 16 {
+                    problems.push(format!(
+                        "{key}.callback_key: must be at least 16 characters"
+                    ));
+                }
             }
-            if production && account.callback_key.expose() == DEVELOPMENT_CALLBACK_KEY {
+            if production && account.uses_development_key() {
                 problems.push(format!(
                     "{key}.callback_key: the public development key cannot be used when {ENVIRONMENT_VAR}=production"
                 ));
@@ -189,7 +210,61 @@ impl AccountSettings {
     }
 
     pub fn uses_development_key(&self) -> bool {
-        self.callback_key.expose() == DEVELOPMENT_CALLBACK_KEY
+        self.callback_key
+            .as_ref()
+            .is_some_and(|k| k.expose() == DEVELOPMENT_CALLBACK_KEY)
+    }
+
+    /// The encrypted-mode settings, when the account has them.
+    pub fn crypto(&self) -> Option<Result<CallbackCrypto, KeyError>> {
+        match (&self.token, &self.encoding_aes_key) {
+            (Some(token), Some(key)) => Some(CallbackCrypto::new(
+                token.expose(),
+                key.expose(),
+                &self.receive_id,
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether plain `?key=` callbacks are accepted.
+    pub fn accepts_plain(&self) -> bool {
+        self.callback_key.is_some() && (self.token.is_none() || self.allow_plain)
+    }
+
+    /// Which mode the account is in must be unambiguous: plain needs a key, encrypted needs a
+    /// token and a valid key, and a plain key on an encrypted account needs `allow_plain`.
+    fn mode_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match (&self.token, &self.encoding_aes_key) {
+            (None, None) => {
+                if self.callback_key.is_none() {
+                    problems.push("callback_key: required (or set token and encoding_aes_key for encrypted mode)".into());
+                }
+                if self.allow_plain {
+                    problems.push("allow_plain: only means something in encrypted mode".into());
+                }
+            }
+            (Some(_), None) => problems.push("encoding_aes_key: required when token is set".into()),
+            (None, Some(_)) => problems.push("token: required when encoding_aes_key is set".into()),
+            (Some(_), Some(_)) => {
+                if let Some(Err(e)) = self.crypto() {
+                    let field = if e == KeyError::EmptyToken {
+                        "token"
+                    } else {
+                        "encoding_aes_key"
+                    };
+                    problems.push(format!("{field}: {e}"));
+                }
+                if self.allow_plain && self.callback_key.is_none() {
+                    problems.push("callback_key: required when allow_plain is true".into());
+                }
+                if !self.allow_plain && self.callback_key.is_some() {
+                    problems.push("callback_key: set, but an encrypted account refuses plain callbacks unless allow_plain = true".into());
+                }
+            }
+        }
+        problems
     }
 }
 
@@ -307,6 +382,43 @@ mod tests {
         let f = file("[server]\nlisten_adress = \"0.0.0.0:1\"\n");
         let err = Settings::from_sources(Some(f.path()), env(&[])).expect_err("invalid");
         assert!(err.to_string().contains("listen_adress"), "{err}");
+    }
+
+    #[test]
+    fn encrypted_accounts_are_validated_without_printing_their_secrets() {
+        let f = file(
+            "[[accounts]]\nname = \"a\"\ntoken = \"tok-secret-1\"\nencoding_aes_key = \"INnZzJ/DPbUqqtU2ycEhzL8ewpsCRb9XqHBWHdDCkn\"\n\
+             [[accounts]]\nname = \"b\"\ntoken = \"tok-secret-2\"\n\
+             [[accounts]]\nname = \"c\"\ntoken = \"tok-secret-3\"\nencoding_aes_key = \"INnZzJ/DPbUqqtU2ycEhzL8ewpsCRb9XqHBWHdDC!nw\"\n\
+             [[accounts]]\nname = \"d\"\ntoken = \"tok-secret-4\"\nencoding_aes_key = \"INnZzJ/DPbUqqtU2ycEhzL8ewpsCRb9XqHBWHdDCknw\"\ncallback_key = \"plain-key-0000000001\"\n\
+             [[accounts]]\nname = \"e\"\n",
+        );
+        let err = Settings::from_sources(Some(f.path()), env(&[])).expect_err("invalid");
+        let text = err.to_string();
+        for expected in [
+            "accounts[0].encoding_aes_key: must be exactly 43 characters (it has 42)",
+            "accounts[1].encoding_aes_key: required when token is set",
+            "accounts[2].encoding_aes_key: is not base64",
+            "accounts[3].callback_key: set, but an encrypted account refuses plain callbacks",
+            "accounts[4].callback_key: required",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from: {text}");
+        }
+        assert!(
+            !text.contains("tok-secret") && !text.contains("INnZzJ"),
+            "a secret leaked into: {text}"
+        );
+    }
+
+    #[test]
+    fn an_encrypted_account_may_also_accept_plain_callbacks() {
+        let f = file(
+            "[[accounts]]\nname = \"a\"\ntoken = \"tok\"\nencoding_aes_key = \"INnZzJ/DPbUqqtU2ycEhzL8ewpsCRb9XqHBWHdDCknw\"\n\
+             callback_key = \"plain-key-0000000001\"\nallow_plain = true\n",
+        );
+        let settings = Settings::from_sources(Some(f.path()), env(&[])).expect("valid");
+        assert!(settings.accounts[0].accepts_plain());
+        assert!(matches!(settings.accounts[0].crypto(), Some(Ok(_))));
     }
 
     #[test]

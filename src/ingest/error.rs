@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::platform::callback::ParseError;
+use crate::platform::crypto::CryptoError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,14 @@ pub enum IngestError {
     PayloadTooLarge { limit: usize },
     #[error("the request body could not be read")]
     BodyUnreadable,
+    #[error("the signature does not match")]
+    InvalidSignature,
+    #[error("query parameter `{0}` is missing")]
+    MissingParameter(&'static str),
+    #[error("the XML body is unusable: {0}")]
+    MalformedXml(String),
+    #[error(transparent)]
+    Crypto(CryptoError),
     #[error(transparent)]
     Parse(#[from] ParseError),
     #[error("storage unavailable: {0}")]
@@ -31,6 +40,12 @@ impl IngestError {
             IngestError::Unauthorized => StatusCode::UNAUTHORIZED,
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => {
+                StatusCode::UNAUTHORIZED
+            }
+            IngestError::MissingParameter(_)
+            | IngestError::MalformedXml(_)
+            | IngestError::Crypto(_) => StatusCode::BAD_REQUEST,
             IngestError::Parse(ParseError::BadField { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::Parse(_) => StatusCode::BAD_REQUEST,
             IngestError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -44,6 +59,13 @@ impl IngestError {
             IngestError::Unauthorized => "unauthorized",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::BodyUnreadable => "unreadable_body",
+            IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => {
+                "invalid_signature"
+            }
+            IngestError::MissingParameter(_) => "missing_parameter",
+            IngestError::MalformedXml(_) => "malformed_xml",
+            IngestError::Crypto(CryptoError::Undecryptable(_)) => "undecryptable",
+            IngestError::Crypto(CryptoError::ReceiveIdMismatch) => "receive_id_mismatch",
             IngestError::Parse(ParseError::NotJson(_)) => "invalid_json",
             IngestError::Parse(ParseError::BadEnvelope(_)) => "invalid_envelope",
             IngestError::Parse(ParseError::BadField { .. }) => "invalid_field",

@@ -1,6 +1,7 @@
-//! The callback route: find the account, authenticate, read the body, parse, store, and only then
-//! answer `success`.
+//! The callback routes: find the account, authenticate (a plain key or the encrypted mode's
+//! signature), read the body, parse, store, and only then answer `success`.
 
+mod encrypted;
 mod error;
 pub mod query;
 
@@ -31,11 +32,15 @@ pub struct IngestState {
 
 pub fn routes(state: IngestState) -> Router {
     Router::new()
-        .route("/callbacks/{account}", post(receive_plain))
+        .route(
+            "/callbacks/{account}",
+            post(receive).get(encrypted::verify_url),
+        )
         .with_state(state)
 }
 
-async fn receive_plain(
+/// One URL serves both modes: a `msg_signature` in the query means the encrypted mode.
+async fn receive(
     State(state): State<IngestState>,
     Path(account_name): Path<String>,
     RawQuery(query): RawQuery,
@@ -43,12 +48,18 @@ async fn receive_plain(
     body: Body,
 ) -> Result<Response, IngestError> {
     let account = find_account(&state, &account_name)?;
-    let key = query::param(query.as_deref(), "key");
-    if !key
-        .as_deref()
-        .is_some_and(|key| account.callback_key.matches(key.as_bytes()))
-    {
-        tracing::warn!(account = %account.name, key_given = key.is_some(), "callback refused: wrong key");
+    let query = query.as_deref();
+    if query::param(query, "msg_signature").is_some() {
+        return encrypted::receive(&state, account, query, &headers, body).await;
+    }
+    let key = query::param(query, "key");
+    let authorized = match (&account.plain_key, key.as_deref()) {
+        (Some(expected), Some(given)) => expected.matches(given.as_bytes()),
+        _ => false,
+    };
+    if !authorized {
+        tracing::warn!(account = %account.name, key_given = key.is_some(), encrypted_mode = account.crypto.is_some(),
+            "callback refused: no valid key");
         return Err(IngestError::Unauthorized);
     }
     let body = read_body(&headers, body, state.body_limit).await?;
@@ -64,10 +75,14 @@ fn find_account<'a>(state: &'a IngestState, name: &str) -> Result<&'a Account, I
 }
 
 pub fn ack() -> Response {
+    text(ACK.to_owned())
+}
+
+fn text(body: String) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        ACK,
+        body,
     )
         .into_response()
 }
@@ -97,6 +112,23 @@ pub async fn read_body(
     }
 }
 
+/// Keeps the raw body of an authenticated request that cannot become data (so that an operator
+/// can look at it and reprocess it after a fix), then returns the refusal.
+async fn reject(
+    store: &Store,
+    account: &Account,
+    body: &[u8],
+    problem: IngestError,
+) -> IngestError {
+    let received = Received::now(&account.name, body, Source::Push);
+    if let Err(e) = store.record_rejected(&received, &problem.to_string()).await {
+        tracing::error!(account = %account.name, error = %e, "could not keep a rejected callback");
+        return IngestError::Storage(e);
+    }
+    tracing::warn!(account = %account.name, problem = %problem, "callback rejected, raw body kept");
+    problem
+}
+
 /// The one store path for an authenticated callback body, pushed or fetched back: parse, store
 /// (raw and normalized, one transaction), report. A body that does not parse is still kept raw.
 pub async fn accept(
@@ -105,18 +137,11 @@ pub async fn accept(
     body: &[u8],
     source: Source,
 ) -> Result<Ingested, IngestError> {
-    let received = Received::now(&account.name, body, source);
     let callback = match parse_callback(body, account.utc_offset) {
         Ok(callback) => callback,
-        Err(problem) => {
-            store.record_rejected(&received, &problem.to_string()).await.map_err(|e| {
-                tracing::error!(account = %account.name, error = %e, "could not keep a rejected callback");
-                IngestError::Storage(e)
-            })?;
-            tracing::warn!(account = %account.name, problem = %problem, "callback rejected, raw body kept");
-            return Err(problem.into());
-        }
+        Err(problem) => return Err(reject(store, account, body, problem.into()).await),
     };
+    let received = Received::now(&account.name, body, source);
     let outcome = store.record_callback(&received, &callback).await.map_err(|e| {
         tracing::error!(account = %account.name, data_type = %loggable(&callback.data_type), error = %e,
             "could not store callback; answering 503 so that the platform retries");

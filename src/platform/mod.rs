@@ -1,5 +1,7 @@
-//! The outside platform as the relay sees it: typed callbacks and how to read them off the wire.
-//! Nothing here touches the database or HTTP.
+//! The outside platform as the relay sees it: typed callbacks, the encrypted callback mode, and how
+//! to read them off the wire. Nothing here touches the database or HTTP.
 
 pub mod callback;
+pub mod crypto;
 pub mod localtime;
+pub mod xml;

@@ -138,7 +138,18 @@ pub fn settings(db: &TestDb, overrides: &[(&str, &str)]) -> Settings {
 }
 
 pub fn settings_for_url(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
-    let file = accounts_file();
+    settings_with_accounts(database_url, ACCOUNTS_TOML, overrides)
+}
+
+/// Settings with the given `[[accounts]]` TOML instead of the standard test accounts.
+pub fn settings_with_accounts(
+    database_url: &str,
+    accounts_toml: &str,
+    overrides: &[(&str, &str)],
+) -> Settings {
+    let file =
+        std::env::temp_dir().join(format!("{}.toml", unique_name("tanyi-relay-test-accounts")));
+    std::fs::write(&file, accounts_toml).expect("write test accounts");
     let mut env: HashMap<String, String> = HashMap::from([
         ("TANYI_RELAY__SERVER__LISTEN".into(), "127.0.0.1:0".into()),
         ("TANYI_RELAY__DATABASE__URL".into(), database_url.to_owned()),
@@ -149,16 +160,9 @@ pub fn settings_for_url(database_url: &str, overrides: &[(&str, &str)]) -> Setti
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    Settings::from_sources(Some(&file), env).expect("test settings are valid")
-}
-
-fn accounts_file() -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "tanyi-relay-test-accounts-{}.toml",
-        std::process::id()
-    ));
-    std::fs::write(&path, ACCOUNTS_TOML).expect("write test accounts");
-    path
+    let settings = Settings::from_sources(Some(&file), env);
+    let _ = std::fs::remove_file(&file);
+    settings.expect("test settings are valid")
 }
 
 pub struct TestApp {

@@ -1,0 +1,158 @@
+//! The command line: a thin layer over the library. `serve` is the default.
+
+mod crypto;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::Application;
+use crate::config::Settings;
+use crate::store::Store;
+use crate::telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "tanyi-relay",
+    version,
+    about = "Receives, stores and relays the Tanyi platform's callbacks"
+)]
+struct Cli {
+    /// Configuration file layered over the built-in defaults (environment variables still win).
+    #[arg(long, global = true, env = "TANYI_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load and validate the configuration, print a summary without secrets, and exit.
+    CheckConfig,
+    /// Encrypt, decrypt or sign as the platform's encrypted callback mode does, to check an
+    /// account's setup by hand.
+    Crypto {
+        #[command(subcommand)]
+        action: crypto::CryptoCommand,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tanyi-relay: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(cli.config).await,
+            Command::Migrate => migrate(cli.config).await,
+            Command::CheckConfig => check_config(cli.config),
+            Command::Crypto { action } => crypto::run(action, cli.config.as_deref()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tanyi-relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let app = Application::build(&settings).await?;
+    let addr = app.local_addr();
+    tracing::info!(%addr, database = app.store().backend_name(), "tanyi-relay listening");
+    let base = if settings.server.public_url.is_empty() {
+        format!("http://{addr}")
+    } else {
+        settings.server.public_url.trim_end_matches('/').to_owned()
+    };
+    for account in &settings.accounts {
+        if account.uses_development_key() {
+            // This key is public (it ships in config/default.toml), so printing it leaks nothing.
+            tracing::warn!(
+                "development account `{}`: register {base}/callbacks/{}?key={} (not for production)",
+                account.name,
+                account.name,
+                crate::config::DEVELOPMENT_CALLBACK_KEY
+            );
+        } else if account.token.is_some() {
+            tracing::info!(
+                "account `{}` (encrypted mode): register {base}/callbacks/{}",
+                account.name,
+                account.name
+            );
+        } else {
+            tracing::info!(
+                "account `{}`: register {base}/callbacks/{}?key=<its callback_key>",
+                account.name,
+                account.name
+            );
+        }
+    }
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("tanyi-relay stopped");
+    Ok(())
+}
+
+async fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    println!("migrations applied ({})", store.backend_name());
+    store.close().await;
+    Ok(())
+}
+
+fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let backend = if settings.database.url.expose().starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    println!("configuration is valid");
+    println!("listen: {}", settings.server.listen);
+    println!("database: {backend}");
+    for account in &settings.accounts {
+        println!(
+            "account: {} (utc_offset {})",
+            account.name, account.utc_offset
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
