@@ -220,13 +220,13 @@ async fn content_type_is_ignored() {
 async fn wrong_paths_and_methods_get_json_errors() {
     let db = common::sqlite().await;
     let app = TestApp::spawn(&db).await;
-    let get = app
+    let put = app
         .client
-        .get(app.callback_url(ACCOUNT, KEY))
+        .put(app.callback_url(ACCOUNT, KEY))
         .send()
         .await
         .unwrap();
-    assert_error(get, 405, "method_not_allowed").await;
+    assert_error(put, 405, "method_not_allowed").await;
     let nowhere = app
         .client
         .post(format!("{}/callback/{ACCOUNT}", app.base))
