@@ -24,10 +24,7 @@ impl From<&AccountSettings> for Account {
     fn from(settings: &AccountSettings) -> Self {
         Self {
             name: settings.name.clone(),
-            plain_key: settings
-                .callback_key
-                .clone()
-                .filter(|_| settings.accepts_plain()),
+            plain_key: settings.callback_key.clone().filter(|_| settings.accepts_plain()),
             // Settings are validated before an Account is built, so an invalid key cannot be here.
             crypto: settings.crypto().and_then(Result::ok),
             utc_offset: settings.offset(),
@@ -40,12 +37,7 @@ pub struct Accounts(Arc<HashMap<String, Account>>);
 
 impl Accounts {
     pub fn new(settings: &[AccountSettings]) -> Self {
-        Self(Arc::new(
-            settings
-                .iter()
-                .map(|s| (s.name.clone(), Account::from(s)))
-                .collect(),
-        ))
+        Self(Arc::new(settings.iter().map(|s| (s.name.clone(), Account::from(s))).collect()))
     }
 
     pub fn get(&self, name: &str) -> Option<&Account> {

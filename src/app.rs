@@ -1,25 +1,32 @@
-//! Wiring: settings → store → routes → a bound listener. Tests build the real application on port
-//! 0 through the same path as `serve`.
+//! Wiring: settings → store → routes and delivery worker → a bound listener. Tests build the real
+//! application on port 0 through the same path as `serve`.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::account::Accounts;
 use crate::config::Settings;
-use crate::ingest::{self, plain_error, IngestState};
-use crate::store::{Store, StoreError};
+use crate::fanout::worker::{DeliveryWorker, Wake};
+use crate::fanout::Targets;
+use crate::ingest::{self, plain_error, IngestState, Intake};
+use crate::store::{Store, StoreError, DELIVERY_CHANNEL};
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     store: Store,
+    worker: Option<DeliveryWorker>,
+    wake: Wake,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +34,7 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 impl Application {
@@ -40,43 +44,71 @@ impl Application {
             store.migrate().await?;
         }
         let addr = settings.listen_addr();
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Listen { addr, source })?;
-        Ok(Self {
-            listener,
-            router: router(settings, store.clone()),
-            store,
-        })
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+        let targets = Targets::new(&settings.targets);
+        let wake = Wake::new(&targets);
+        let intake = Intake { store: store.clone(), targets: targets.clone(), wake: wake.clone() };
+        let worker = (settings.delivery.enabled && !targets.all().is_empty())
+            .then(|| DeliveryWorker::new(store.clone(), targets, settings.delivery.clone(), wake.clone()));
+        Ok(Self { listener, router: router(settings, intake), store, worker, wake })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+    /// Serves (and delivers) until `shutdown` completes, then lets in-flight requests and
+    /// deliveries finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (stop_workers, workers_stopped) = watch::channel(false);
+        let mut background = JoinSet::new();
+        if let Some(worker) = self.worker {
+            if let Store::Postgres(pool) = &self.store {
+                background.spawn(listen_for_deliveries(pool.clone(), self.wake.clone(), workers_stopped.clone()));
+            }
+            background.spawn(worker.run(workers_stopped));
+        }
+        let result = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        let _ = stop_workers.send(true);
+        while background.join_next().await.is_some() {}
         self.store.close().await;
         result
     }
 }
 
-pub fn router(settings: &Settings, store: Store) -> Router {
+/// Other replicas' commits wake this one's worker (Postgres NOTIFY). Polling still covers a lost
+/// connection; this only makes delivery prompt.
+async fn listen_for_deliveries(pool: sqlx::PgPool, wake: Wake, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let listen = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(DELIVERY_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                wake.all();
+            }
+        };
+        tokio::select! {
+            result = listen => {
+                let result: Result<(), sqlx::Error> = result;
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "delivery listener lost its connection; reconnecting");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+pub fn router(settings: &Settings, intake: Intake) -> Router {
     let ingest_state = IngestState {
         accounts: Accounts::new(&settings.accounts),
-        store,
+        intake,
         body_limit: settings.server.body_limit_bytes,
     };
     ingest::routes(ingest_state)

@@ -30,6 +30,74 @@ pub struct Settings {
     pub database: DatabaseSettings,
     #[serde(default)]
     pub accounts: Vec<AccountSettings>,
+    pub delivery: DeliverySettings,
+    #[serde(default)]
+    pub targets: Vec<TargetSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    pub enabled: bool,
+    pub lease_secs: u64,
+    pub poll_interval_ms: u64,
+    pub retry_after_cap_secs: u64,
+}
+
+/// One downstream webhook receiver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSettings {
+    pub name: String,
+    pub url: String,
+    /// `whsec_<base64>`; every one signs each request, so a receiver can rotate.
+    pub secrets: Vec<Secret>,
+    /// Event types to send; empty: all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Only these accounts; empty: all.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Only calls with these intent levels (verbatim or grade); empty: all. Non-call events pass.
+    #[serde(default)]
+    pub intent_levels: Vec<String>,
+    /// Only calls with these result statuses; empty: all. Non-call events pass.
+    #[serde(default)]
+    pub result_statuses: Vec<String>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_target_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Seconds to wait before each retry; the last one repeats. Default: close to Svix's.
+    #[serde(default)]
+    pub retry_schedule_secs: Option<Vec<f64>>,
+    /// Attempts in all, the first included. Default: one more than the schedule's length (so a
+    /// schedule of one step means two attempts; set this to repeat the last step).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// No retry is scheduled later than this after the event.
+    #[serde(default = "default_retry_window_secs")]
+    pub retry_window_secs: f64,
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    #[serde(default)]
+    pub max_requests_per_second: Option<f64>,
+    /// One delivery at a time, in order; a failing head blocks the rest.
+    #[serde(default)]
+    pub ordered: bool,
+}
+
+fn default_target_timeout_ms() -> u64 {
+    15_000
+}
+
+fn default_retry_window_secs() -> f64 {
+    // About a day, long enough for the whole default schedule (27.6 hours).
+    28.0 * 3600.0
+}
+
+fn default_max_in_flight() -> u32 {
+    8
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,17 +165,12 @@ impl Settings {
     }
 
     /// Loads with an explicit environment, so tests never have to mutate the process's.
-    pub fn from_sources(
-        file: Option<&Path>,
-        env: HashMap<String, String>,
-    ) -> Result<Self, ConfigError> {
-        let file: Option<PathBuf> = file.map(Path::to_path_buf).or_else(|| {
-            env.get(CONFIG_FILE_VAR)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        });
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+    pub fn from_sources(file: Option<&Path>, env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let file: Option<PathBuf> = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.get(CONFIG_FILE_VAR).filter(|v| !v.is_empty()).map(PathBuf::from));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = &file {
             builder = builder.add_source(config::File::from(path.as_path()).required(true));
         }
@@ -125,22 +188,14 @@ impl Settings {
     fn validate(&self, production: bool) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            problems.push(format!(
-                "server.listen: `{}` is not an address like 0.0.0.0:8080",
-                self.server.listen
-            ));
+            problems.push(format!("server.listen: `{}` is not an address like 0.0.0.0:8080", self.server.listen));
         }
         if self.server.body_limit_bytes == 0 {
             problems.push("server.body_limit_bytes: must be greater than 0".to_owned());
         }
         let url = self.database.url.expose();
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            problems.push(
-                "database.url: must start with sqlite:, postgres:// or postgresql://".to_owned(),
-            );
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            problems.push("database.url: must start with sqlite:, postgres:// or postgresql://".to_owned());
         }
         if self.database.max_connections == 0 {
             problems.push("database.max_connections: must be greater than 0".to_owned());
@@ -158,22 +213,12 @@ impl Settings {
                 ));
             }
             if let Some(first) = seen.insert(account.name.as_str(), index) {
-                problems.push(format!(
-                    "{key}.name: `{}` is already used by accounts[{first}]",
-                    account.name
-                ));
+                problems.push(format!("{key}.name: `{}` is already used by accounts[{first}]", account.name));
             }
-            problems.extend(
-                account
-                    .mode_problems()
-                    .into_iter()
-                    .map(|p| format!("{key}.{p}")),
-            );
+            problems.extend(account.mode_problems().into_iter().map(|p| format!("{key}.{p}")));
             if let Some(callback_key) = &account.callback_key {
                 if callback_key.expose().chars().count() < 16 {
-                    problems.push(format!(
-                        "{key}.callback_key: must be at least 16 characters"
-                    ));
+                    problems.push(format!("{key}.callback_key: must be at least 16 characters"));
                 }
             }
             if production && account.uses_development_key() {
@@ -182,11 +227,19 @@ impl Settings {
                 ));
             }
             if parse_utc_offset(&account.utc_offset).is_none() {
-                problems.push(format!(
-                    "{key}.utc_offset: `{}` is not an offset like +08:00",
-                    account.utc_offset
-                ));
+                problems.push(format!("{key}.utc_offset: `{}` is not an offset like +08:00", account.utc_offset));
             }
+        }
+        let mut target_names = HashMap::new();
+        for (index, target) in self.targets.iter().enumerate() {
+            let key = format!("targets[{index}]");
+            if let Some(first) = target_names.insert(target.name.as_str(), index) {
+                problems.push(format!("{key}.name: `{}` is already used by targets[{first}]", target.name));
+            }
+            problems.extend(crate::fanout::target::problems(target).into_iter().map(|p| format!("{key}.{p}")));
+        }
+        if self.delivery.poll_interval_ms == 0 || self.delivery.lease_secs == 0 {
+            problems.push("delivery: lease_secs and poll_interval_ms must be greater than 0".to_owned());
         }
         if problems.is_empty() {
             Ok(())
@@ -197,10 +250,7 @@ impl Settings {
 
     pub fn listen_addr(&self) -> SocketAddr {
         // Checked by `validate`; the fallback only guards against a Settings built by hand.
-        self.server
-            .listen
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+        self.server.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
     }
 }
 
@@ -210,19 +260,13 @@ impl AccountSettings {
     }
 
     pub fn uses_development_key(&self) -> bool {
-        self.callback_key
-            .as_ref()
-            .is_some_and(|k| k.expose() == DEVELOPMENT_CALLBACK_KEY)
+        self.callback_key.as_ref().is_some_and(|k| k.expose() == DEVELOPMENT_CALLBACK_KEY)
     }
 
     /// The encrypted-mode settings, when the account has them.
     pub fn crypto(&self) -> Option<Result<CallbackCrypto, KeyError>> {
         match (&self.token, &self.encoding_aes_key) {
-            (Some(token), Some(key)) => Some(CallbackCrypto::new(
-                token.expose(),
-                key.expose(),
-                &self.receive_id,
-            )),
+            (Some(token), Some(key)) => Some(CallbackCrypto::new(token.expose(), key.expose(), &self.receive_id)),
             _ => None,
         }
     }
@@ -239,7 +283,8 @@ impl AccountSettings {
         match (&self.token, &self.encoding_aes_key) {
             (None, None) => {
                 if self.callback_key.is_none() {
-                    problems.push("callback_key: required (or set token and encoding_aes_key for encrypted mode)".into());
+                    problems
+                        .push("callback_key: required (or set token and encoding_aes_key for encrypted mode)".into());
                 }
                 if self.allow_plain {
                     problems.push("allow_plain: only means something in encrypted mode".into());
@@ -249,18 +294,17 @@ impl AccountSettings {
             (None, Some(_)) => problems.push("token: required when encoding_aes_key is set".into()),
             (Some(_), Some(_)) => {
                 if let Some(Err(e)) = self.crypto() {
-                    let field = if e == KeyError::EmptyToken {
-                        "token"
-                    } else {
-                        "encoding_aes_key"
-                    };
+                    let field = if e == KeyError::EmptyToken { "token" } else { "encoding_aes_key" };
                     problems.push(format!("{field}: {e}"));
                 }
                 if self.allow_plain && self.callback_key.is_none() {
                     problems.push("callback_key: required when allow_plain is true".into());
                 }
                 if !self.allow_plain && self.callback_key.is_some() {
-                    problems.push("callback_key: set, but an encrypted account refuses plain callbacks unless allow_plain = true".into());
+                    problems.push(
+                        "callback_key: set, but an encrypted account refuses plain callbacks unless allow_plain = true"
+                            .into(),
+                    );
                 }
             }
         }
@@ -268,11 +312,8 @@ impl AccountSettings {
     }
 }
 
-fn is_url_safe_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+pub(crate) fn is_url_safe_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn parse_utc_offset(text: &str) -> Option<FixedOffset> {
@@ -291,17 +332,11 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn file(content: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::Builder::new()
-            .suffix(".toml")
-            .tempfile()
-            .expect("temp file");
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp file");
         std::io::Write::write_all(&mut f, content.as_bytes()).expect("write temp file");
         f
     }
@@ -309,27 +344,19 @@ mod tests {
     #[test]
     fn defaults_run_on_sqlite_with_the_development_account() {
         let settings = Settings::from_sources(None, env(&[])).expect("defaults are valid");
-        assert_eq!(
-            settings.database.url.expose(),
-            "sqlite://data/tanyi-relay.db"
-        );
+        assert_eq!(settings.database.url.expose(), "sqlite://data/tanyi-relay.db");
         assert_eq!(settings.server.body_limit_bytes, 1024 * 1024);
         assert_eq!(settings.accounts.len(), 1);
         assert!(settings.accounts[0].uses_development_key());
-        assert_eq!(
-            settings.accounts[0].offset(),
-            FixedOffset::east_opt(8 * 3600).unwrap()
-        );
+        assert_eq!(settings.accounts[0].offset(), FixedOffset::east_opt(8 * 3600).unwrap());
     }
 
     #[test]
     fn environment_overrides_the_file_which_overrides_the_defaults() {
         let f = file("[server]\nlisten = \"0.0.0.0:9000\"\nbody_limit_bytes = 2048\n");
-        let settings = Settings::from_sources(
-            Some(f.path()),
-            env(&[("TANYI_RELAY__SERVER__BODY_LIMIT_BYTES", "4096")]),
-        )
-        .expect("valid");
+        let settings =
+            Settings::from_sources(Some(f.path()), env(&[("TANYI_RELAY__SERVER__BODY_LIMIT_BYTES", "4096")]))
+                .expect("valid");
         assert_eq!(settings.server.listen, "0.0.0.0:9000");
         assert_eq!(settings.server.body_limit_bytes, 4096);
     }
@@ -338,8 +365,7 @@ mod tests {
     fn the_config_file_can_come_from_the_environment() {
         let f = file("[database]\nurl = \"postgres://u@db/relay\"\n");
         let path = f.path().to_string_lossy().to_string();
-        let settings =
-            Settings::from_sources(None, env(&[(CONFIG_FILE_VAR, &path)])).expect("valid");
+        let settings = Settings::from_sources(None, env(&[(CONFIG_FILE_VAR, &path)])).expect("valid");
         assert_eq!(settings.database.url.expose(), "postgres://u@db/relay");
     }
 
@@ -349,11 +375,8 @@ mod tests {
             "[[accounts]]\nname = \"bad name\"\ncallback_key = \"short\"\nutc_offset = \"8h\"\n\
              [[accounts]]\nname = \"bad name\"\ncallback_key = \"long-enough-key-0001\"\n",
         );
-        let err = Settings::from_sources(
-            Some(f.path()),
-            env(&[("TANYI_RELAY__SERVER__LISTEN", "nowhere")]),
-        )
-        .expect_err("invalid");
+        let err = Settings::from_sources(Some(f.path()), env(&[("TANYI_RELAY__SERVER__LISTEN", "nowhere")]))
+            .expect_err("invalid");
         let text = err.to_string();
         for expected in [
             "server.listen",
@@ -369,11 +392,8 @@ mod tests {
 
     #[test]
     fn a_wrongly_typed_value_names_its_key() {
-        let err = Settings::from_sources(
-            None,
-            env(&[("TANYI_RELAY__SERVER__BODY_LIMIT_BYTES", "lots")]),
-        )
-        .expect_err("invalid");
+        let err = Settings::from_sources(None, env(&[("TANYI_RELAY__SERVER__BODY_LIMIT_BYTES", "lots")]))
+            .expect_err("invalid");
         assert!(err.to_string().contains("body_limit_bytes"), "{err}");
     }
 
@@ -404,10 +424,7 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected} missing from: {text}");
         }
-        assert!(
-            !text.contains("tok-secret") && !text.contains("INnZzJ"),
-            "a secret leaked into: {text}"
-        );
+        assert!(!text.contains("tok-secret") && !text.contains("INnZzJ"), "a secret leaked into: {text}");
     }
 
     #[test]
@@ -423,12 +440,8 @@ mod tests {
 
     #[test]
     fn production_refuses_the_development_key() {
-        let err = Settings::from_sources(None, env(&[(ENVIRONMENT_VAR, "production")]))
-            .expect_err("refused");
-        assert!(
-            err.to_string().contains("accounts[0].callback_key"),
-            "{err}"
-        );
+        let err = Settings::from_sources(None, env(&[(ENVIRONMENT_VAR, "production")])).expect_err("refused");
+        assert!(err.to_string().contains("accounts[0].callback_key"), "{err}");
         assert!(!err.to_string().contains(DEVELOPMENT_CALLBACK_KEY));
     }
 

@@ -5,6 +5,7 @@ pub mod account;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod fanout;
 pub mod ingest;
 pub mod platform;
 pub mod secret;

@@ -9,17 +9,8 @@ use serde_json::json;
 async fn unknown_account_is_404_and_nothing_is_stored() {
     for db in databases().await {
         let app = TestApp::spawn(&db).await;
-        assert_error(
-            app.post_as("nobody", KEY, sample("call_record.json")).await,
-            404,
-            "unknown_account",
-        )
-        .await;
-        assert!(
-            app.store.inbox("nobody").await.unwrap().is_empty(),
-            "{:?}",
-            db.backend
-        );
+        assert_error(app.post_as("nobody", KEY, sample("call_record.json")).await, 404, "unknown_account").await;
+        assert!(app.store.inbox("nobody").await.unwrap().is_empty(), "{:?}", db.backend);
         app.stop().await;
     }
 }
@@ -30,42 +21,12 @@ async fn missing_or_wrong_key_is_401_and_nothing_is_stored() {
         let app = TestApp::spawn(&db).await;
         let body = sample("call_record.json");
         let no_key = format!("{}/callbacks/{ACCOUNT}", app.base);
-        assert_error(
-            app.client
-                .post(no_key)
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap(),
-            401,
-            "unauthorized",
-        )
-        .await;
-        assert_error(
-            app.post_as(ACCOUNT, "acme-callback-key-0002", body.clone())
-                .await,
-            401,
-            "unauthorized",
-        )
-        .await;
-        assert_error(
-            app.post_as(ACCOUNT, "", body.clone()).await,
-            401,
-            "unauthorized",
-        )
-        .await;
+        assert_error(app.client.post(no_key).body(body.clone()).send().await.unwrap(), 401, "unauthorized").await;
+        assert_error(app.post_as(ACCOUNT, "acme-callback-key-0002", body.clone()).await, 401, "unauthorized").await;
+        assert_error(app.post_as(ACCOUNT, "", body.clone()).await, 401, "unauthorized").await;
         // Another account's valid key does not open this one.
-        assert_error(
-            app.post_as(ACCOUNT, common::NEW_YORK_KEY, body).await,
-            401,
-            "unauthorized",
-        )
-        .await;
-        assert!(
-            app.store.inbox(ACCOUNT).await.unwrap().is_empty(),
-            "{:?}",
-            db.backend
-        );
+        assert_error(app.post_as(ACCOUNT, common::NEW_YORK_KEY, body).await, 401, "unauthorized").await;
+        assert!(app.store.inbox(ACCOUNT).await.unwrap().is_empty(), "{:?}", db.backend);
         app.stop().await;
     }
 }
@@ -73,27 +34,16 @@ async fn missing_or_wrong_key_is_401_and_nothing_is_stored() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_413_whether_declared_or_streamed() {
     for db in databases().await {
-        let app =
-            TestApp::spawn_with(&db, &[("TANYI_RELAY__SERVER__BODY_LIMIT_BYTES", "1000")]).await;
+        let app = TestApp::spawn_with(&db, &[("TANYI_RELAY__SERVER__BODY_LIMIT_BYTES", "1000")]).await;
         let padding = "x".repeat(2000);
-        let big =
-            json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": 1, "pad": padding}})
-                .to_string();
+        let big = json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": 1, "pad": padding}}).to_string();
         assert_error(app.post(big.clone()).await, 413, "payload_too_large").await;
         // Without a Content-Length the limit is enforced while reading.
-        let (status, answer) = common::post_chunked(
-            &app,
-            &format!("/callbacks/{ACCOUNT}?key={KEY}"),
-            big.as_bytes(),
-        )
-        .await;
+        let (status, answer) =
+            common::post_chunked(&app, &format!("/callbacks/{ACCOUNT}?key={KEY}"), big.as_bytes()).await;
         assert_eq!(status, 413, "{answer}");
         assert!(answer.contains("payload_too_large"), "{answer}");
-        assert!(
-            app.store.inbox(ACCOUNT).await.unwrap().is_empty(),
-            "{:?}",
-            db.backend
-        );
+        assert!(app.store.inbox(ACCOUNT).await.unwrap().is_empty(), "{:?}", db.backend);
         // Exactly at the limit is fine.
         let fits = json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": 1}}).to_string();
         let fits = format!("{fits}{}", " ".repeat(1000 - fits.len()));
@@ -111,10 +61,7 @@ async fn malformed_bodies_are_400_and_kept_as_rejected() {
             (b"\xff\xfe\x00garbage", "invalid_json"),
             (br#"{"data": {"callRecordId": 1}}"#, "invalid_envelope"),
             (br#"{"dataType": "ROBOT_CALL_RECORD"}"#, "invalid_envelope"),
-            (
-                br#"{"dataType": "ROBOT_CALL_RECORD", "data": "119"}"#,
-                "invalid_envelope",
-            ),
+            (br#"{"dataType": "ROBOT_CALL_RECORD", "data": "119"}"#, "invalid_envelope"),
         ];
         for (body, code) in cases {
             assert_error(app.post(body.to_vec()).await, 400, code).await;
@@ -123,11 +70,7 @@ async fn malformed_bodies_are_400_and_kept_as_rejected() {
         assert_eq!(inbox.len(), cases.len(), "{:?}", db.backend);
         for (entry, (body, _)) in inbox.iter().zip(cases) {
             assert_eq!(entry.status, "rejected");
-            assert_eq!(
-                entry.body.as_deref(),
-                Some(body),
-                "raw bytes kept exactly, NUL included"
-            );
+            assert_eq!(entry.body.as_deref(), Some(body), "raw bytes kept exactly, NUL included");
             assert!(entry.error.as_deref().is_some_and(|e| !e.is_empty()));
         }
         app.stop().await;
@@ -139,22 +82,13 @@ async fn a_known_type_with_a_missing_id_or_wrong_type_is_422_naming_the_field() 
     for db in databases().await {
         let app = TestApp::spawn(&db).await;
         let cases = [
-            (
-                json!({"dataType": "ROBOT_CALL_RECORD", "data": {"tenantId": 1}}),
-                "data.callRecordId",
-            ),
-            (
-                json!({"dataType": "ROBOT_CALL_RECORD", "data": {"callRecordId": {"id": 1}}}),
-                "data.callRecordId",
-            ),
+            (json!({"dataType": "ROBOT_CALL_RECORD", "data": {"tenantId": 1}}), "data.callRecordId"),
+            (json!({"dataType": "ROBOT_CALL_RECORD", "data": {"callRecordId": {"id": 1}}}), "data.callRecordId"),
             (
                 json!({"dataType": "ROBOT_CALL_RECORD", "data": {"callRecordId": 1, "customerConcern": "价格"}}),
                 "data.customerConcern",
             ),
-            (
-                json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": "job-1"}}),
-                "data.robotCallJobId",
-            ),
+            (json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": "job-1"}}), "data.robotCallJobId"),
             (
                 json!({"dataType": "ROBOT_CALL_SMS", "data": {"callRecordId": 1, "msgList": [{"varMap": []}]}}),
                 "data.msgList[0].varMap",
@@ -167,10 +101,7 @@ async fn a_known_type_with_a_missing_id_or_wrong_type_is_422_naming_the_field() 
         let inbox = app.store.inbox(ACCOUNT).await.unwrap();
         assert_eq!(inbox.len(), cases.len());
         assert!(inbox.iter().all(|e| e.status == "rejected"));
-        assert!(
-            app.store.call_record(ACCOUNT, 1).await.unwrap().is_none(),
-            "nothing normalized"
-        );
+        assert!(app.store.call_record(ACCOUNT, 1).await.unwrap().is_none(), "nothing normalized");
         app.stop().await;
     }
 }
@@ -179,8 +110,7 @@ async fn a_known_type_with_a_missing_id_or_wrong_type_is_422_naming_the_field() 
 async fn an_unknown_data_type_is_acked_and_kept_as_unrecognized() {
     for db in databases().await {
         let app = TestApp::spawn(&db).await;
-        let body = json!({"dataType": "ROBOT_CALL_VOICEMAIL", "data": {"anything": [1, 2, 3]}})
-            .to_string();
+        let body = json!({"dataType": "ROBOT_CALL_VOICEMAIL", "data": {"anything": [1, 2, 3]}}).to_string();
         assert_acked(app.post(body.clone()).await).await;
         assert_acked(app.post(body.clone()).await).await;
         let inbox = app.store.inbox(ACCOUNT).await.unwrap();
@@ -197,11 +127,7 @@ async fn an_unknown_data_type_is_acked_and_kept_as_unrecognized() {
 async fn content_type_is_ignored() {
     for db in databases().await {
         let app = TestApp::spawn(&db).await;
-        for content_type in [
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "application/xml",
-        ] {
+        for content_type in ["text/plain", "application/x-www-form-urlencoded", "application/xml"] {
             let response = app
                 .client
                 .post(app.callback_url(ACCOUNT, KEY))
@@ -220,19 +146,9 @@ async fn content_type_is_ignored() {
 async fn wrong_paths_and_methods_get_json_errors() {
     let db = common::sqlite().await;
     let app = TestApp::spawn(&db).await;
-    let put = app
-        .client
-        .put(app.callback_url(ACCOUNT, KEY))
-        .send()
-        .await
-        .unwrap();
+    let put = app.client.put(app.callback_url(ACCOUNT, KEY)).send().await.unwrap();
     assert_error(put, 405, "method_not_allowed").await;
-    let nowhere = app
-        .client
-        .post(format!("{}/callback/{ACCOUNT}", app.base))
-        .send()
-        .await
-        .unwrap();
+    let nowhere = app.client.post(format!("{}/callback/{ACCOUNT}", app.base)).send().await.unwrap();
     assert_error(nowhere, 404, "not_found").await;
     app.stop().await;
 }
@@ -243,22 +159,9 @@ async fn a_transaction_that_fails_midway_answers_503_and_leaves_nothing_behind()
         let app = TestApp::spawn(&db).await;
         // Break the last step of the call transaction (the transcript insert) on the real database.
         break_transcripts(&app).await;
-        assert_error(
-            app.post(sample("call_record.json")).await,
-            503,
-            "storage_unavailable",
-        )
-        .await;
-        assert!(
-            app.store.inbox(ACCOUNT).await.unwrap().is_empty(),
-            "{:?}: inbox row rolled back",
-            db.backend
-        );
-        assert!(
-            app.store.call_record(ACCOUNT, 119).await.unwrap().is_none(),
-            "{:?}: call rolled back",
-            db.backend
-        );
+        assert_error(app.post(sample("call_record.json")).await, 503, "storage_unavailable").await;
+        assert!(app.store.inbox(ACCOUNT).await.unwrap().is_empty(), "{:?}: inbox row rolled back", db.backend);
+        assert!(app.store.call_record(ACCOUNT, 119).await.unwrap().is_none(), "{:?}: call rolled back", db.backend);
         app.stop().await;
     }
 }

@@ -7,10 +7,7 @@ use std::process::{Command, Output};
 
 fn relay(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tanyi-relay"));
-    command
-        .args(args)
-        .env_remove("TANYI_RELAY_CONFIG")
-        .env_remove("TANYI_RELAY_ENV");
+    command.args(args).env_remove("TANYI_RELAY_CONFIG").env_remove("TANYI_RELAY_ENV");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -18,19 +15,12 @@ fn relay(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
 }
 
 fn vector(name: &str) -> vectors::Positive {
-    vectors::positive()
-        .into_iter()
-        .find(|v| v.name == name)
-        .expect("vector exists")
+    vectors::positive().into_iter().find(|v| v.name == name).expect("vector exists")
 }
 
 #[test]
@@ -50,10 +40,7 @@ fn crypto_encrypt_reproduces_the_vendors_message() {
             &v.random,
             &v.plaintext,
         ],
-        &[
-            ("TANYI_RELAY_CRYPTO_TOKEN", &v.token),
-            ("TANYI_RELAY_CRYPTO_AES_KEY", &v.encoding_aes_key),
-        ],
+        &[("TANYI_RELAY_CRYPTO_TOKEN", &v.token), ("TANYI_RELAY_CRYPTO_AES_KEY", &v.encoding_aes_key)],
     );
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON output");
     assert_eq!(json["encrypt"], v.encrypt);
@@ -64,29 +51,13 @@ fn crypto_encrypt_reproduces_the_vendors_message() {
 #[test]
 fn crypto_decrypt_checks_the_signature_and_reads_xml_bodies() {
     let v = vector("robot_call_job_completed");
-    let keys = [
-        ("TANYI_RELAY_CRYPTO_TOKEN", v.token.as_str()),
-        ("TANYI_RELAY_CRYPTO_AES_KEY", v.encoding_aes_key.as_str()),
-    ];
-    let signed = [
-        "crypto",
-        "decrypt",
-        "--signature",
-        &v.msg_signature,
-        "--timestamp",
-        &v.timestamp,
-        "--nonce",
-        &v.nonce,
-    ];
-    let out = relay(
-        &[&signed[..], &[v.xml_testdemo_style.as_str()]].concat(),
-        &keys,
-    );
+    let keys =
+        [("TANYI_RELAY_CRYPTO_TOKEN", v.token.as_str()), ("TANYI_RELAY_CRYPTO_AES_KEY", v.encoding_aes_key.as_str())];
+    let signed =
+        ["crypto", "decrypt", "--signature", &v.msg_signature, "--timestamp", &v.timestamp, "--nonce", &v.nonce];
+    let out = relay(&[&signed[..], &[v.xml_testdemo_style.as_str()]].concat(), &keys);
     assert_eq!(stdout(&out).trim_end(), v.plaintext);
-    let wrong = relay(
-        &[&signed[..5], &["1", "--nonce", &v.nonce, &v.encrypt]].concat(),
-        &keys,
-    );
+    let wrong = relay(&[&signed[..5], &["1", "--nonce", &v.nonce, &v.encrypt]].concat(), &keys);
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("signature does not match"));
     // The secrets never appear in what the command prints.
@@ -97,15 +68,7 @@ fn crypto_decrypt_checks_the_signature_and_reads_xml_bodies() {
 fn crypto_sign_matches_the_vendor() {
     let v = vector("nonce_sorts_before_timestamp");
     let out = relay(
-        &[
-            "crypto",
-            "sign",
-            "--timestamp",
-            &v.timestamp,
-            "--nonce",
-            &v.nonce,
-            &v.encrypt,
-        ],
+        &["crypto", "sign", "--timestamp", &v.timestamp, "--nonce", &v.nonce, &v.encrypt],
         &[("TANYI_RELAY_CRYPTO_TOKEN", &v.token)],
     );
     assert_eq!(stdout(&out).trim(), v.msg_signature);
@@ -114,15 +77,9 @@ fn crypto_sign_matches_the_vendor() {
 #[test]
 fn check_config_accepts_the_defaults_and_names_a_bad_key() {
     let ok = stdout(&relay(&["check-config"], &[]));
-    assert!(
-        ok.contains("configuration is valid") && ok.contains("account: dev"),
-        "{ok}"
-    );
+    assert!(ok.contains("configuration is valid") && ok.contains("account: dev"), "{ok}");
     assert!(!ok.contains("dev-only-insecure-callback-key"), "{ok}");
-    let bad = relay(
-        &["check-config"],
-        &[("TANYI_RELAY__SERVER__LISTEN", "not-an-address")],
-    );
+    let bad = relay(&["check-config"], &[("TANYI_RELAY__SERVER__LISTEN", "not-an-address")]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("server.listen"));
     let production = relay(&["check-config"], &[("TANYI_RELAY_ENV", "production")]);

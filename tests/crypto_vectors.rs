@@ -7,15 +7,11 @@ use proptest::prelude::*;
 use tanyi_relay::platform::crypto::{signature, CallbackCrypto, CryptoError};
 use tanyi_relay::platform::xml::encrypt_text;
 use vectors::{
-    answer, expected_for_negative, same_kind, Answer, ACCEPTED_THOUGH_THE_VENDOR_REFUSES,
-    LENIENT_DECISIONS,
+    answer, expected_for_negative, same_kind, Answer, ACCEPTED_THOUGH_THE_VENDOR_REFUSES, LENIENT_DECISIONS,
 };
 
 fn prefix(random: &str) -> [u8; 16] {
-    random
-        .as_bytes()
-        .try_into()
-        .expect("the vectors' random strings are 16 ASCII characters")
+    random.as_bytes().try_into().expect("the vectors' random strings are 16 ASCII characters")
 }
 
 #[test]
@@ -23,59 +19,29 @@ fn every_positive_vector_is_reproduced_byte_for_byte() {
     let all = vectors::positive();
     assert_eq!(all.len(), 17);
     for v in &all {
-        let crypto =
-            CallbackCrypto::new(&v.token, &v.encoding_aes_key, &v.receive_id).expect(&v.name);
+        let crypto = CallbackCrypto::new(&v.token, &v.encoding_aes_key, &v.receive_id).expect(&v.name);
         let sealed = crypto.seal(&v.plaintext, &v.timestamp, &v.nonce, &prefix(&v.random));
         assert_eq!(sealed.encrypt, v.encrypt, "{}: ciphertext", v.name);
-        assert_eq!(
-            sealed.msg_signature, v.msg_signature,
-            "{}: signature",
-            v.name
-        );
+        assert_eq!(sealed.msg_signature, v.msg_signature, "{}: signature", v.name);
         assert_eq!(sealed.xml, v.xml, "{}: xml", v.name);
-        assert_eq!(
-            signature(&v.token, &v.timestamp, &v.nonce, &v.encrypt),
-            v.msg_signature,
-            "{}",
-            v.name
-        );
+        assert_eq!(signature(&v.token, &v.timestamp, &v.nonce, &v.encrypt), v.msg_signature, "{}", v.name);
     }
 }
 
 #[test]
 fn every_positive_vector_is_decrypted_in_each_form_senders_use() {
     for v in vectors::positive() {
-        let crypto =
-            CallbackCrypto::new(&v.token, &v.encoding_aes_key, &v.receive_id).expect(&v.name);
-        assert_eq!(
-            crypto.decrypt(&v.encrypt).as_deref(),
-            Ok(v.plaintext.as_str()),
-            "{}",
-            v.name
-        );
-        for (form, xml) in [
-            ("xml", &v.xml),
-            ("xml_testdemo_style", &v.xml_testdemo_style),
-        ] {
-            let text =
-                encrypt_text(xml.as_bytes()).unwrap_or_else(|e| panic!("{} {form}: {e}", v.name));
+        let crypto = CallbackCrypto::new(&v.token, &v.encoding_aes_key, &v.receive_id).expect(&v.name);
+        assert_eq!(crypto.decrypt(&v.encrypt).as_deref(), Ok(v.plaintext.as_str()), "{}", v.name);
+        for (form, xml) in [("xml", &v.xml), ("xml_testdemo_style", &v.xml_testdemo_style)] {
+            let text = encrypt_text(xml.as_bytes()).unwrap_or_else(|e| panic!("{} {form}: {e}", v.name));
             let opened = crypto.open(&v.msg_signature, &v.timestamp, &v.nonce, &text);
-            assert_eq!(
-                opened.as_deref(),
-                Ok(v.plaintext.as_str()),
-                "{} {form}",
-                v.name
-            );
+            assert_eq!(opened.as_deref(), Ok(v.plaintext.as_str()), "{} {form}", v.name);
         }
         let twice = v.encrypt_urlencoded.replace('%', "%25");
         for text in [&v.encrypt, &v.encrypt_urlencoded, &twice] {
             let opened = crypto.open(&v.msg_signature, &v.timestamp, &v.nonce, text);
-            assert_eq!(
-                opened.as_deref(),
-                Ok(v.plaintext.as_str()),
-                "{}: {text}",
-                v.name
-            );
+            assert_eq!(opened.as_deref(), Ok(v.plaintext.as_str()), "{}: {text}", v.name);
         }
     }
 }
@@ -88,32 +54,18 @@ fn every_negative_vector_gets_its_documented_answer() {
         assert!(!input.accepted, "{}", input.name);
         let got = answer(input);
         let expected = expected_for_negative(input);
-        assert!(
-            same_kind(&got, &expected),
-            "{}: expected {expected:?}, got {got:?}",
-            input.name
-        );
+        assert!(same_kind(&got, &expected), "{}: expected {expected:?}, got {got:?}", input.name);
     }
     // The one accepted on purpose decrypts to the message that was signed.
-    let still_encoded = all
-        .iter()
-        .find(|v| v.name == ACCEPTED_THOUGH_THE_VENDOR_REFUSES[0])
-        .unwrap();
-    let source = vectors::positive()
-        .into_iter()
-        .find(|p| p.msg_signature == still_encoded.msg_signature)
-        .unwrap();
+    let still_encoded = all.iter().find(|v| v.name == ACCEPTED_THOUGH_THE_VENDOR_REFUSES[0]).unwrap();
+    let source = vectors::positive().into_iter().find(|p| p.msg_signature == still_encoded.msg_signature).unwrap();
     assert_eq!(answer(still_encoded), Answer::Accepted(source.plaintext));
 }
 
 #[test]
 fn every_lenient_vector_follows_the_documented_decision() {
     let all = vectors::lenient();
-    assert_eq!(
-        all.len(),
-        LENIENT_DECISIONS.len(),
-        "every lenient vector needs a decision"
-    );
+    assert_eq!(all.len(), LENIENT_DECISIONS.len(), "every lenient vector needs a decision");
     for input in &all {
         assert!(input.accepted, "{}", input.name);
         let (_, accept) = LENIENT_DECISIONS
@@ -124,12 +76,7 @@ fn every_lenient_vector_follows_the_documented_decision() {
         if *accept {
             assert_eq!(
                 got,
-                Answer::Accepted(
-                    input
-                        .result
-                        .clone()
-                        .expect("accepted vectors have a result")
-                ),
+                Answer::Accepted(input.result.clone().expect("accepted vectors have a result")),
                 "{}",
                 input.name
             );

@@ -22,18 +22,11 @@ struct Accounts {
 fn accounts() -> Accounts {
     let mut names = HashMap::new();
     let mut toml = String::new();
-    let combos = vectors::positive()
-        .into_iter()
-        .map(|v| (v.token, v.encoding_aes_key, v.receive_id))
-        .chain(
-            vectors::negative()
-                .into_iter()
-                .chain(vectors::lenient())
-                .map(|v| (v.token, v.encoding_aes_key, v.receive_id)),
-        );
+    let combos = vectors::positive().into_iter().map(|v| (v.token, v.encoding_aes_key, v.receive_id)).chain(
+        vectors::negative().into_iter().chain(vectors::lenient()).map(|v| (v.token, v.encoding_aes_key, v.receive_id)),
+    );
     for combo in combos {
-        if CallbackCrypto::new(&combo.0, &combo.1, &combo.2).is_err() || names.contains_key(&combo)
-        {
+        if CallbackCrypto::new(&combo.0, &combo.1, &combo.2).is_err() || names.contains_key(&combo) {
             continue;
         }
         let name = format!("enc{}", names.len());
@@ -58,24 +51,14 @@ fn quoted(text: &str) -> String {
 }
 
 async fn spawn(db: &common::TestDb, accounts: &Accounts) -> TestApp {
-    TestApp::spawn_settings(
-        db.backend,
-        common::settings_with_accounts(&db.url, &accounts.toml, &[]),
-    )
-    .await
+    TestApp::spawn_settings(db.backend, common::settings_with_accounts(&db.url, &accounts.toml, &[])).await
 }
 
 fn enc(text: &str) -> String {
     utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
 }
 
-fn signed_url(
-    app: &TestApp,
-    account: &str,
-    signature: &str,
-    timestamp: &str,
-    nonce: &str,
-) -> String {
+fn signed_url(app: &TestApp, account: &str, signature: &str, timestamp: &str, nonce: &str) -> String {
     format!(
         "{}/callbacks/{account}?msg_signature={}&timestamp={}&nonce={}",
         app.base,
@@ -87,10 +70,7 @@ fn signed_url(
 
 /// The answer the plain path gives to a decrypted plaintext, and the inbox status it leaves.
 fn outcome_for_plaintext(plaintext: &str) -> (u16, &'static str) {
-    match parse_callback(
-        plaintext.as_bytes(),
-        chrono::FixedOffset::east_opt(8 * 3600).unwrap(),
-    ) {
+    match parse_callback(plaintext.as_bytes(), chrono::FixedOffset::east_opt(8 * 3600).unwrap()) {
         Ok(callback) if callback.event == Event::Unrecognized => (200, "unrecognized"),
         Ok(_) => (200, "stored"),
         Err(ParseError::BadField { .. }) => (422, "rejected"),
@@ -108,30 +88,18 @@ async fn the_url_check_answers_every_vectors_decrypted_echostr() {
     let db = common::sqlite().await;
     let app = spawn(&db, &accounts).await;
     for v in vectors::positive() {
-        let account = &accounts.names[&(
-            v.token.clone(),
-            v.encoding_aes_key.clone(),
-            v.receive_id.clone(),
-        )];
+        let account = &accounts.names[&(v.token.clone(), v.encoding_aes_key.clone(), v.receive_id.clone())];
         // Percent-encoded once as a URL must be, and once more as the vendor's demo sends it.
         for echostr in [enc(&v.encrypt), enc(&v.encrypt_urlencoded)] {
-            let url = format!(
-                "{}&echostr={echostr}",
-                signed_url(&app, account, &v.msg_signature, &v.timestamp, &v.nonce)
-            );
+            let url =
+                format!("{}&echostr={echostr}", signed_url(&app, account, &v.msg_signature, &v.timestamp, &v.nonce));
             let response = app.client.get(url).send().await.unwrap();
             assert_eq!(response.status().as_u16(), 200, "{}", v.name);
-            assert!(response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/plain"));
+            assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
             assert_eq!(response.text().await.unwrap(), v.plaintext, "{}", v.name);
         }
     }
-    assert!(
-        app.store.inbox("enc0").await.unwrap().is_empty(),
-        "a URL check stores nothing"
-    );
+    assert!(app.store.inbox("enc0").await.unwrap().is_empty(), "a URL check stores nothing");
     app.stop().await;
 }
 
@@ -141,28 +109,12 @@ async fn every_vector_posted_in_both_xml_forms_is_stored_once() {
     for db in databases().await {
         let app = spawn(&db, &accounts).await;
         for v in vectors::positive() {
-            let account = &accounts.names[&(
-                v.token.clone(),
-                v.encoding_aes_key.clone(),
-                v.receive_id.clone(),
-            )];
+            let account = &accounts.names[&(v.token.clone(), v.encoding_aes_key.clone(), v.receive_id.clone())];
             let (expected, inbox_status) = outcome_for_plaintext(&v.plaintext);
             for body in [&v.xml, &v.xml_testdemo_style] {
                 let url = signed_url(&app, account, &v.msg_signature, &v.timestamp, &v.nonce);
-                let response = app
-                    .client
-                    .post(url)
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    response.status().as_u16(),
-                    expected,
-                    "{} on {:?}",
-                    v.name,
-                    db.backend
-                );
+                let response = app.client.post(url).body(body.clone()).send().await.unwrap();
+                assert_eq!(response.status().as_u16(), expected, "{} on {:?}", v.name, db.backend);
             }
             // The decrypted plaintext is what is kept: as data when it is a callback, as a
             // rejected body otherwise. Both forms are the same content, seen twice.
@@ -175,29 +127,14 @@ async fn every_vector_posted_in_both_xml_forms_is_stored_once() {
             assert_eq!(entry.status, inbox_status, "{}", v.name);
         }
         // The call record vectors became call records.
-        let vendor_key_call = vectors::positive()
-            .into_iter()
-            .find(|v| v.name == "robot_call_record_vendor_key")
-            .unwrap();
+        let vendor_key_call =
+            vectors::positive().into_iter().find(|v| v.name == "robot_call_record_vendor_key").unwrap();
         let data: serde_json::Value = serde_json::from_str(&vendor_key_call.plaintext).unwrap();
-        let account = &accounts.names[&(
-            vendor_key_call.token,
-            vendor_key_call.encoding_aes_key,
-            vendor_key_call.receive_id,
-        )];
+        let account =
+            &accounts.names[&(vendor_key_call.token, vendor_key_call.encoding_aes_key, vendor_key_call.receive_id)];
         let id = data["data"]["callRecordId"].as_i64().unwrap();
-        let call = app
-            .store
-            .call_record(account, id)
-            .await
-            .unwrap()
-            .expect("stored");
-        assert_eq!(
-            call.result_status.as_deref(),
-            data["data"]["resultStatus"].as_str(),
-            "{:?}",
-            db.backend
-        );
+        let call = app.store.call_record(account, id).await.unwrap().expect("stored");
+        assert_eq!(call.result_status.as_deref(), data["data"]["resultStatus"].as_str(), "{:?}", db.backend);
         app.stop().await;
     }
 }
@@ -209,31 +146,18 @@ async fn every_refused_or_tolerated_input_gets_its_answer_over_http() {
         let app = spawn(&db, &accounts).await;
         for input in vectors::negative().into_iter().chain(vectors::lenient()) {
             let expected = answer(&input);
-            let combo = (
-                input.token.clone(),
-                input.encoding_aes_key.clone(),
-                input.receive_id.clone(),
-            );
+            let combo = (input.token.clone(), input.encoding_aes_key.clone(), input.receive_id.clone());
             let Some(account) = accounts.names.get(&combo) else {
                 assert_eq!(expected, Answer::Misconfigured, "{}", input.name);
                 continue;
             };
-            let url = signed_url(
-                &app,
-                account,
-                &input.msg_signature,
-                &input.timestamp,
-                &input.nonce,
-            );
+            let url = signed_url(&app, account, &input.msg_signature, &input.timestamp, &input.nonce);
             let before = app.store.inbox(account).await.unwrap();
             let response = match (&input.xml, &input.echostr) {
                 (Some(xml), _) => app.client.post(url).body(xml.clone()).send().await.unwrap(),
-                (None, Some(echostr)) => app
-                    .client
-                    .get(format!("{url}&echostr={}", enc(echostr)))
-                    .send()
-                    .await
-                    .unwrap(),
+                (None, Some(echostr)) => {
+                    app.client.get(format!("{url}&echostr={}", enc(echostr))).send().await.unwrap()
+                }
                 _ => unreachable!("every input has a body or an echostr"),
             };
             let ctx = format!("{} on {:?}", input.name, db.backend);
@@ -243,31 +167,19 @@ async fn every_refused_or_tolerated_input_gets_its_answer_over_http() {
                     assert_eq!(response.status().as_u16(), 200, "{ctx}");
                     assert_eq!(&response.text().await.unwrap(), plaintext, "{ctx}");
                 }
-                Answer::Accepted(plaintext) => assert_eq!(
-                    response.status().as_u16(),
-                    status_for_plaintext(plaintext),
-                    "{ctx}"
-                ),
+                Answer::Accepted(plaintext) => {
+                    assert_eq!(response.status().as_u16(), status_for_plaintext(plaintext), "{ctx}")
+                }
                 Answer::BadSignature => {
                     assert_error(response, 401, "invalid_signature").await;
-                    assert_eq!(
-                        after_len(&app.store.inbox(account).await.unwrap()),
-                        before.len(),
-                        "{ctx}: stored"
-                    );
+                    assert_eq!(after_len(&app.store.inbox(account).await.unwrap()), before.len(), "{ctx}: stored");
                 }
                 Answer::BadXml => {
                     assert_error(response, 400, "malformed_xml").await;
-                    assert_eq!(
-                        after_len(&app.store.inbox(account).await.unwrap()),
-                        before.len(),
-                        "{ctx}: stored"
-                    );
+                    assert_eq!(after_len(&app.store.inbox(account).await.unwrap()), before.len(), "{ctx}: stored");
                 }
                 Answer::Kept(problem) => {
-                    let code = if *problem
-                        == tanyi_relay::platform::crypto::CryptoError::ReceiveIdMismatch
-                    {
+                    let code = if *problem == tanyi_relay::platform::crypto::CryptoError::ReceiveIdMismatch {
                         "receive_id_mismatch"
                     } else {
                         "undecryptable"
@@ -275,13 +187,8 @@ async fn every_refused_or_tolerated_input_gets_its_answer_over_http() {
                     assert_error(response, 400, code).await;
                     if let Some(xml) = &input.xml {
                         let inbox = app.store.inbox(account).await.unwrap();
-                        let kept = inbox
-                            .iter()
-                            .find(|e| e.body.as_deref() == Some(xml.as_bytes()));
-                        assert!(
-                            kept.is_some_and(|e| e.status == "rejected"),
-                            "{ctx}: raw XML not kept"
-                        );
+                        let kept = inbox.iter().find(|e| e.body.as_deref() == Some(xml.as_bytes()));
+                        assert!(kept.is_some_and(|e| e.status == "rejected"), "{ctx}: raw XML not kept");
                     }
                 }
                 Answer::Misconfigured => panic!("{ctx}: an account exists for a refused key"),
@@ -297,56 +204,17 @@ async fn an_encrypted_account_refuses_plain_posts_unless_allowed() {
     let db = common::sqlite().await;
     let app = spawn(&db, &accounts).await;
     let body = common::sample("job_completed.json");
-    assert_error(
-        app.post_as("enc0", "any-key-at-all-000001", body.clone())
-            .await,
-        401,
-        "unauthorized",
-    )
-    .await;
-    assert_acked(
-        app.post_as("both", "both-plain-key-000001", body.clone())
-            .await,
-    )
-    .await;
+    assert_error(app.post_as("enc0", "any-key-at-all-000001", body.clone()).await, 401, "unauthorized").await;
+    assert_acked(app.post_as("both", "both-plain-key-000001", body.clone()).await).await;
     // The same account also takes encrypted posts.
-    let v = vectors::positive()
-        .into_iter()
-        .find(|v| v.name == "robot_call_job_completed")
-        .unwrap();
+    let v = vectors::positive().into_iter().find(|v| v.name == "robot_call_job_completed").unwrap();
     let url = signed_url(&app, "both", &v.msg_signature, &v.timestamp, &v.nonce);
-    assert_acked(
-        app.client
-            .post(url)
-            .body(v.xml.clone())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_acked(app.client.post(url).body(v.xml.clone()).send().await.unwrap()).await;
     // A plain-only account has no token to check a signature with.
     let url = signed_url(&app, "plain", &v.msg_signature, &v.timestamp, &v.nonce);
-    assert_error(
-        app.client
-            .post(url.clone())
-            .body(v.xml.clone())
-            .send()
-            .await
-            .unwrap(),
-        401,
-        "invalid_signature",
-    )
-    .await;
-    assert_error(
-        app.client
-            .get(format!("{url}&echostr=x"))
-            .send()
-            .await
-            .unwrap(),
-        401,
-        "invalid_signature",
-    )
-    .await;
+    assert_error(app.client.post(url.clone()).body(v.xml.clone()).send().await.unwrap(), 401, "invalid_signature")
+        .await;
+    assert_error(app.client.get(format!("{url}&echostr=x")).send().await.unwrap(), 401, "invalid_signature").await;
     assert_eq!(app.backend, Backend::Sqlite);
     app.stop().await;
 }
@@ -356,51 +224,20 @@ async fn missing_parameters_are_400_and_a_missing_signature_is_401() {
     let accounts = accounts();
     let db = common::sqlite().await;
     let app = spawn(&db, &accounts).await;
-    let v = vectors::positive()
-        .into_iter()
-        .find(|v| v.name == "vendor_testdemo_get")
-        .unwrap();
-    let account = &accounts.names[&(
-        v.token.clone(),
-        v.encoding_aes_key.clone(),
-        v.receive_id.clone(),
-    )];
+    let v = vectors::positive().into_iter().find(|v| v.name == "vendor_testdemo_get").unwrap();
+    let account = &accounts.names[&(v.token.clone(), v.encoding_aes_key.clone(), v.receive_id.clone())];
     let base = format!("{}/callbacks/{account}", app.base);
     let sig = &v.msg_signature;
     let cases = [
+        (format!("{base}?msg_signature={sig}&nonce={}&echostr={}", v.nonce, enc(&v.encrypt)), 400, "missing_parameter"),
         (
-            format!(
-                "{base}?msg_signature={sig}&nonce={}&echostr={}",
-                v.nonce,
-                enc(&v.encrypt)
-            ),
+            format!("{base}?msg_signature={sig}&timestamp={}&echostr={}", v.timestamp, enc(&v.encrypt)),
             400,
             "missing_parameter",
         ),
+        (format!("{base}?msg_signature={sig}&timestamp={}&nonce={}", v.timestamp, v.nonce), 400, "missing_parameter"),
         (
-            format!(
-                "{base}?msg_signature={sig}&timestamp={}&echostr={}",
-                v.timestamp,
-                enc(&v.encrypt)
-            ),
-            400,
-            "missing_parameter",
-        ),
-        (
-            format!(
-                "{base}?msg_signature={sig}&timestamp={}&nonce={}",
-                v.timestamp, v.nonce
-            ),
-            400,
-            "missing_parameter",
-        ),
-        (
-            format!(
-                "{base}?timestamp={}&nonce={}&echostr={}",
-                v.timestamp,
-                v.nonce,
-                enc(&v.encrypt)
-            ),
+            format!("{base}?timestamp={}&nonce={}&echostr={}", v.timestamp, v.nonce, enc(&v.encrypt)),
             401,
             "invalid_signature",
         ),
@@ -409,17 +246,7 @@ async fn missing_parameters_are_400_and_a_missing_signature_is_401() {
         assert_error(app.client.get(url).send().await.unwrap(), status, code).await;
     }
     let post = format!("{base}?msg_signature={sig}&timestamp={}", v.timestamp);
-    assert_error(
-        app.client
-            .post(post)
-            .body(v.xml.clone())
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "missing_parameter",
-    )
-    .await;
+    assert_error(app.client.post(post).body(v.xml.clone()).send().await.unwrap(), 400, "missing_parameter").await;
     app.stop().await;
 }
 
@@ -428,15 +255,8 @@ async fn a_wholly_percent_encoded_xml_body_is_accepted() {
     let accounts = accounts();
     let db = common::sqlite().await;
     let app = spawn(&db, &accounts).await;
-    let v = vectors::positive()
-        .into_iter()
-        .find(|v| v.name == "robot_call_job_completed")
-        .unwrap();
-    let account = &accounts.names[&(
-        v.token.clone(),
-        v.encoding_aes_key.clone(),
-        v.receive_id.clone(),
-    )];
+    let v = vectors::positive().into_iter().find(|v| v.name == "robot_call_job_completed").unwrap();
+    let account = &accounts.names[&(v.token.clone(), v.encoding_aes_key.clone(), v.receive_id.clone())];
     let url = signed_url(&app, account, &v.msg_signature, &v.timestamp, &v.nonce);
     assert_acked(app.client.post(url).body(enc(&v.xml)).send().await.unwrap()).await;
     app.stop().await;

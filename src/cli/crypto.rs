@@ -76,28 +76,20 @@ pub struct Keys {
 
 pub fn run(command: CryptoCommand, config: Option<&Path>) -> anyhow::Result<()> {
     match command {
-        CryptoCommand::Encrypt {
-            keys,
-            timestamp,
-            nonce,
-            random,
-            message,
-        } => {
+        CryptoCommand::Encrypt { keys, timestamp, nonce, random, message } => {
             let crypto = keys.crypto(config)?;
             let message = read_argument(&message)?;
             let prefix: [u8; 16] = match random {
-                Some(random) => random
-                    .as_bytes()
-                    .try_into()
-                    .map_err(|_| anyhow!("--random must be exactly 16 bytes"))?,
+                Some(random) => {
+                    random.as_bytes().try_into().map_err(|_| anyhow!("--random must be exactly 16 bytes"))?
+                }
                 None => {
                     let mut prefix = [0u8; 16];
                     getrandom::getrandom(&mut prefix).context("no random source")?;
                     prefix
                 }
             };
-            let timestamp =
-                timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp_millis().to_string());
+            let timestamp = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp_millis().to_string());
             let nonce = nonce.unwrap_or_else(random_digits);
             let sealed = crypto.seal(&message, &timestamp, &nonce, &prefix);
             let out = serde_json::json!({
@@ -109,13 +101,7 @@ pub fn run(command: CryptoCommand, config: Option<&Path>) -> anyhow::Result<()> 
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        CryptoCommand::Decrypt {
-            keys,
-            signature,
-            timestamp,
-            nonce,
-            encrypted,
-        } => {
+        CryptoCommand::Decrypt { keys, signature, timestamp, nonce, encrypted } => {
             let crypto = keys.crypto(config)?;
             let input = read_argument(&encrypted)?;
             let text = if input.trim_start().starts_with('<') {
@@ -131,13 +117,7 @@ pub fn run(command: CryptoCommand, config: Option<&Path>) -> anyhow::Result<()> 
             };
             println!("{plaintext}");
         }
-        CryptoCommand::Sign {
-            token,
-            account,
-            timestamp,
-            nonce,
-            encrypted,
-        } => {
+        CryptoCommand::Sign { token, account, timestamp, nonce, encrypted } => {
             let token = match (token, account) {
                 (Some(token), _) => token,
                 (None, Some(name)) => {
@@ -147,18 +127,12 @@ pub fn run(command: CryptoCommand, config: Option<&Path>) -> anyhow::Result<()> 
                         .iter()
                         .find(|a| a.name == name)
                         .ok_or_else(|| anyhow!("no account named `{name}` in the configuration"))?;
-                    let token = account
-                        .token
-                        .as_ref()
-                        .ok_or_else(|| anyhow!("account `{name}` has no token"))?;
+                    let token = account.token.as_ref().ok_or_else(|| anyhow!("account `{name}` has no token"))?;
                     token.expose().to_owned()
                 }
                 (None, None) => bail!("give --token (or TANYI_RELAY_CRYPTO_TOKEN) or --account"),
             };
-            println!(
-                "{}",
-                signature(&token, &timestamp, &nonce, &read_argument(&encrypted)?)
-            );
+            println!("{}", signature(&token, &timestamp, &nonce, &read_argument(&encrypted)?));
         }
     }
     Ok(())
@@ -178,13 +152,12 @@ impl Keys {
                 .ok_or_else(|| anyhow!("account `{name}` is not in encrypted mode"))?
                 .map_err(|e| anyhow!("account `{name}`: encoding_aes_key {e}"));
         }
-        let token = self
-            .token
+        let token =
+            self.token.as_deref().ok_or_else(|| anyhow!("give --token (or TANYI_RELAY_CRYPTO_TOKEN) or --account"))?;
+        let key = self
+            .aes_key
             .as_deref()
-            .ok_or_else(|| anyhow!("give --token (or TANYI_RELAY_CRYPTO_TOKEN) or --account"))?;
-        let key = self.aes_key.as_deref().ok_or_else(|| {
-            anyhow!("give --aes-key (or TANYI_RELAY_CRYPTO_AES_KEY) or --account")
-        })?;
+            .ok_or_else(|| anyhow!("give --aes-key (or TANYI_RELAY_CRYPTO_AES_KEY) or --account"))?;
         CallbackCrypto::new(token, key, &self.receive_id).map_err(|e| anyhow!("--aes-key {e}"))
     }
 }
@@ -194,9 +167,7 @@ fn read_argument(value: &str) -> anyhow::Result<String> {
         return Ok(value.to_owned());
     }
     let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .context("cannot read standard input")?;
+    std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
     Ok(text)
 }
 

@@ -13,11 +13,7 @@ use crate::store::Store;
 use crate::telemetry;
 
 #[derive(Parser)]
-#[command(
-    name = "tanyi-relay",
-    version,
-    about = "Receives, stores and relays the Tanyi platform's callbacks"
-)]
+#[command(name = "tanyi-relay", version, about = "Receives, stores and relays the Tanyi platform's callbacks")]
 struct Cli {
     /// Configuration file layered over the built-in defaults (environment variables still win).
     #[arg(long, global = true, env = "TANYI_RELAY_CONFIG")]
@@ -89,11 +85,7 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
                 crate::config::DEVELOPMENT_CALLBACK_KEY
             );
         } else if account.token.is_some() {
-            tracing::info!(
-                "account `{}` (encrypted mode): register {base}/callbacks/{}",
-                account.name,
-                account.name
-            );
+            tracing::info!("account `{}` (encrypted mode): register {base}/callbacks/{}", account.name, account.name);
         } else {
             tracing::info!(
                 "account `{}`: register {base}/callbacks/{}?key=<its callback_key>",
@@ -118,19 +110,12 @@ async fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
 
 fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
-    let backend = if settings.database.url.expose().starts_with("sqlite:") {
-        "sqlite"
-    } else {
-        "postgres"
-    };
+    let backend = if settings.database.url.expose().starts_with("sqlite:") { "sqlite" } else { "postgres" };
     println!("configuration is valid");
     println!("listen: {}", settings.server.listen);
     println!("database: {backend}");
     for account in &settings.accounts {
-        println!(
-            "account: {} (utc_offset {})",
-            account.name, account.utc_offset
-        );
+        println!("account: {} (utc_offset {})", account.name, account.utc_offset);
     }
     Ok(())
 }

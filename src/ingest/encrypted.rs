@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use percent_encoding::percent_decode;
 
-use super::{accept, ack, find_account, query, read_body, reject, text, IngestError, IngestState};
+use super::{ack, find_account, query, read_body, reject, text, IngestError, IngestState};
 use crate::account::Account;
 use crate::platform::crypto::{CallbackCrypto, CryptoError};
 use crate::platform::xml::encrypt_text;
@@ -24,16 +24,13 @@ pub(super) async fn verify_url(
     let crypto = crypto_of(account)?;
     let query = query.as_deref();
     let signature = query::param(query, "msg_signature").ok_or(IngestError::InvalidSignature)?;
-    let timestamp =
-        query::param(query, "timestamp").ok_or(IngestError::MissingParameter("timestamp"))?;
+    let timestamp = query::param(query, "timestamp").ok_or(IngestError::MissingParameter("timestamp"))?;
     let nonce = query::param(query, "nonce").ok_or(IngestError::MissingParameter("nonce"))?;
     let echostr = query::param(query, "echostr").ok_or(IngestError::MissingParameter("echostr"))?;
-    let echo = crypto
-        .open(&signature, &timestamp, &nonce, &echostr)
-        .map_err(|e| {
-            tracing::warn!(account = %account.name, problem = %e, "URL check refused");
-            IngestError::Crypto(e)
-        })?;
+    let echo = crypto.open(&signature, &timestamp, &nonce, &echostr).map_err(|e| {
+        tracing::warn!(account = %account.name, problem = %e, "URL check refused");
+        IngestError::Crypto(e)
+    })?;
     tracing::info!(account = %account.name, "URL check answered");
     Ok(text(echo))
 }
@@ -47,8 +44,7 @@ pub(super) async fn receive(
 ) -> Result<Response, IngestError> {
     let crypto = crypto_of(account)?;
     let signature = query::param(query, "msg_signature").ok_or(IngestError::InvalidSignature)?;
-    let timestamp =
-        query::param(query, "timestamp").ok_or(IngestError::MissingParameter("timestamp"))?;
+    let timestamp = query::param(query, "timestamp").ok_or(IngestError::MissingParameter("timestamp"))?;
     let nonce = query::param(query, "nonce").ok_or(IngestError::MissingParameter("nonce"))?;
     let body = read_body(headers, body, state.body_limit).await?;
     // Until the signature is checked nothing in the body is trusted, so nothing is stored.
@@ -58,7 +54,7 @@ pub(super) async fn receive(
     })?;
     match crypto.open(&signature, &timestamp, &nonce, &encrypt) {
         Ok(plaintext) => {
-            accept(&state.store, account, plaintext.as_bytes(), Source::Push).await?;
+            state.intake.accept(account, plaintext.as_bytes(), Source::Push).await?;
             Ok(ack())
         }
         Err(CryptoError::BadSignature) => {
@@ -66,9 +62,7 @@ pub(super) async fn receive(
             Err(IngestError::Crypto(CryptoError::BadSignature))
         }
         // Signed with the account's token, so it is the platform's: keep it for a key fix.
-        Err(problem) => {
-            Err(reject(&state.store, account, &body, IngestError::Crypto(problem)).await)
-        }
+        Err(problem) => Err(reject(&state.intake.store, account, &body, IngestError::Crypto(problem)).await),
     }
 }
 

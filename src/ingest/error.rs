@@ -40,12 +40,10 @@ impl IngestError {
             IngestError::Unauthorized => StatusCode::UNAUTHORIZED,
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
-            IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => {
-                StatusCode::UNAUTHORIZED
+            IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => StatusCode::UNAUTHORIZED,
+            IngestError::MissingParameter(_) | IngestError::MalformedXml(_) | IngestError::Crypto(_) => {
+                StatusCode::BAD_REQUEST
             }
-            IngestError::MissingParameter(_)
-            | IngestError::MalformedXml(_)
-            | IngestError::Crypto(_) => StatusCode::BAD_REQUEST,
             IngestError::Parse(ParseError::BadField { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::Parse(_) => StatusCode::BAD_REQUEST,
             IngestError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -59,9 +57,7 @@ impl IngestError {
             IngestError::Unauthorized => "unauthorized",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::BodyUnreadable => "unreadable_body",
-            IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => {
-                "invalid_signature"
-            }
+            IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => "invalid_signature",
             IngestError::MissingParameter(_) => "missing_parameter",
             IngestError::MalformedXml(_) => "malformed_xml",
             IngestError::Crypto(CryptoError::Undecryptable(_)) => "undecryptable",

@@ -16,7 +16,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 pub use error::{plain_error, IngestError};
 
 use crate::account::{Account, Accounts};
-use crate::platform::callback::{parse_callback, Event};
+use crate::fanout::event::announce;
+use crate::fanout::worker::Wake;
+use crate::fanout::Targets;
+use crate::platform::callback::{parse_callback, Callback, Event};
 use crate::store::{Ingested, Received, Source, Store};
 use crate::telemetry::{loggable, mask_phone};
 
@@ -26,17 +29,21 @@ pub const ACK: &str = "success";
 #[derive(Clone)]
 pub struct IngestState {
     pub accounts: Accounts,
-    pub store: Store,
+    pub intake: Intake,
     pub body_limit: usize,
 }
 
+/// Where authenticated callback bodies go, pushed or fetched back: the store, with the targets
+/// whose outbox rows are written in the same transaction, and the worker to wake after commit.
+#[derive(Clone)]
+pub struct Intake {
+    pub store: Store,
+    pub targets: Targets,
+    pub wake: Wake,
+}
+
 pub fn routes(state: IngestState) -> Router {
-    Router::new()
-        .route(
-            "/callbacks/{account}",
-            post(receive).get(encrypted::verify_url),
-        )
-        .with_state(state)
+    Router::new().route("/callbacks/{account}", post(receive).get(encrypted::verify_url)).with_state(state)
 }
 
 /// One URL serves both modes: a `msg_signature` in the query means the encrypted mode.
@@ -63,7 +70,7 @@ async fn receive(
         return Err(IngestError::Unauthorized);
     }
     let body = read_body(&headers, body, state.body_limit).await?;
-    accept(&state.store, account, &body, Source::Push).await?;
+    state.intake.accept(account, &body, Source::Push).await?;
     Ok(ack())
 }
 
@@ -79,32 +86,19 @@ pub fn ack() -> Response {
 }
 
 fn text(body: String) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
 /// Reads at most `limit` bytes. A declared length over the limit is refused before reading.
-pub async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Bytes, IngestError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(IngestError::PayloadTooLarge { limit });
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(IngestError::PayloadTooLarge { limit })
-        }
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(IngestError::PayloadTooLarge { limit }),
         Err(e) => {
             tracing::warn!(error = %e, "callback body could not be read");
             Err(IngestError::BodyUnreadable)
@@ -114,12 +108,7 @@ pub async fn read_body(
 
 /// Keeps the raw body of an authenticated request that cannot become data (so that an operator
 /// can look at it and reprocess it after a fix), then returns the refusal.
-async fn reject(
-    store: &Store,
-    account: &Account,
-    body: &[u8],
-    problem: IngestError,
-) -> IngestError {
+async fn reject(store: &Store, account: &Account, body: &[u8], problem: IngestError) -> IngestError {
     let received = Received::now(&account.name, body, Source::Push);
     if let Err(e) = store.record_rejected(&received, &problem.to_string()).await {
         tracing::error!(account = %account.name, error = %e, "could not keep a rejected callback");
@@ -129,24 +118,36 @@ async fn reject(
     problem
 }
 
-/// The one store path for an authenticated callback body, pushed or fetched back: parse, store
-/// (raw and normalized, one transaction), report. A body that does not parse is still kept raw.
-pub async fn accept(
-    store: &Store,
-    account: &Account,
-    body: &[u8],
-    source: Source,
-) -> Result<Ingested, IngestError> {
-    let callback = match parse_callback(body, account.utc_offset) {
-        Ok(callback) => callback,
-        Err(problem) => return Err(reject(store, account, body, problem.into()).await),
-    };
-    let received = Received::now(&account.name, body, source);
-    let outcome = store.record_callback(&received, &callback).await.map_err(|e| {
-        tracing::error!(account = %account.name, data_type = %loggable(&callback.data_type), error = %e,
-            "could not store callback; answering 503 so that the platform retries");
-        IngestError::Storage(e)
-    })?;
+impl Intake {
+    /// The one store path for an authenticated callback body, pushed or fetched back: parse,
+    /// store (raw, normalized and outbox, one transaction), wake the deliveries, report. A body
+    /// that does not parse is still kept raw.
+    pub async fn accept(&self, account: &Account, body: &[u8], source: Source) -> Result<Ingested, IngestError> {
+        let callback = match parse_callback(body, account.utc_offset) {
+            Ok(callback) => callback,
+            Err(problem) => return Err(reject(&self.store, account, body, problem.into()).await),
+        };
+        let received = Received::now(&account.name, body, source);
+        let (outcome, outbound) = self
+            .store
+            .record_callback(&received, &callback, |outcome| {
+                announce(&self.targets, &account.name, &callback, outcome, received.received_at)
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(account = %account.name, data_type = %loggable(&callback.data_type), error = %e,
+                    "could not store callback; answering 503 so that the platform retries");
+                IngestError::Storage(e)
+            })?;
+        if let Some(outbound) = &outbound {
+            self.wake.targets(&outbound.targets);
+        }
+        log_stored(account, &callback, outcome, source);
+        Ok(outcome)
+    }
+}
+
+fn log_stored(account: &Account, callback: &Callback, outcome: Ingested, source: Source) {
     match &callback.event {
         Event::CallRecord(call) => tracing::info!(
             account = %account.name, call_record_id = call.call_record_id,
@@ -166,5 +167,4 @@ pub async fn accept(
             "unrecognized dataType kept raw and acknowledged"
         ),
     }
-    Ok(outcome)
 }

@@ -10,9 +10,7 @@ pub fn param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
     query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = percent_decode_str(key).decode_utf8().ok()?;
-        (key == name)
-            .then(|| percent_decode_str(value).decode_utf8().ok())
-            .flatten()
+        (key == name).then(|| percent_decode_str(value).decode_utf8().ok()).flatten()
     })
 }
 
@@ -31,10 +29,7 @@ mod tests {
 
     #[test]
     fn the_first_occurrence_wins_and_bare_keys_are_empty() {
-        assert_eq!(
-            param(Some("key=one&key=two"), "key").as_deref(),
-            Some("one")
-        );
+        assert_eq!(param(Some("key=one&key=two"), "key").as_deref(), Some("one"));
         assert_eq!(param(Some("key"), "key").as_deref(), Some(""));
         assert_eq!(param(Some("key=%FF"), "key"), None);
     }

@@ -72,10 +72,7 @@ pub fn intent_grade(level: &str) -> Option<&'static str> {
     if let Ok(code) = level.parse::<usize>() {
         return GRADES.get(code).copied();
     }
-    GRADES
-        .iter()
-        .copied()
-        .find(|grade| grade.eq_ignore_ascii_case(level))
+    GRADES.iter().copied().find(|grade| grade.eq_ignore_ascii_case(level))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -154,8 +151,7 @@ pub enum ParseError {
 /// Parses a callback body. `offset` is the account's UTC offset, used for the platform's zoneless
 /// local times.
 pub fn parse_callback(body: &[u8], offset: FixedOffset) -> Result<Callback, ParseError> {
-    let mut envelope: Value =
-        serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let mut envelope: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
     let content_sha256 = canonical_sha256(&envelope);
     // Postgres text and jsonb cannot hold NUL; the raw body (kept as bytes) still has it.
     strip_nul(&mut envelope);
@@ -164,11 +160,7 @@ pub fn parse_callback(body: &[u8], offset: FixedOffset) -> Result<Callback, Pars
     };
     let data_type = match envelope.remove("dataType") {
         Some(Value::String(s)) if !s.is_empty() => s,
-        Some(_) => {
-            return Err(ParseError::BadEnvelope(
-                "dataType must be a non-empty string".into(),
-            ))
-        }
+        Some(_) => return Err(ParseError::BadEnvelope("dataType must be a non-empty string".into())),
         None => return Err(ParseError::BadEnvelope("dataType is missing".into())),
     };
     let data = match envelope.remove("data") {
@@ -182,11 +174,7 @@ pub fn parse_callback(body: &[u8], offset: FixedOffset) -> Result<Callback, Pars
         SMS => Event::Sms(parse_sms(data)?),
         _ => Event::Unrecognized,
     };
-    Ok(Callback {
-        data_type,
-        content_sha256,
-        event,
-    })
+    Ok(Callback { data_type, content_sha256, event })
 }
 
 impl Callback {
@@ -245,23 +233,17 @@ struct WireCallRecord {
     extra: Map<String, Value>,
 }
 
-fn parse_call_record(
-    data: Map<String, Value>,
-    offset: FixedOffset,
-) -> Result<CallRecord, ParseError> {
+fn parse_call_record(data: Map<String, Value>, offset: FixedOffset) -> Result<CallRecord, ParseError> {
     let wire: WireCallRecord = typed(data)?;
-    let time =
-        |field: &str, text: Option<String>| -> Result<Option<DateTime<Utc>>, ParseError> {
-            match text.as_deref().map(str::trim) {
-                None | Some("") => Ok(None),
-                Some(text) => parse_platform_time(text, offset).map(Some).ok_or_else(|| {
-                    ParseError::BadField {
-                        field: format!("data.{field}"),
-                        reason: "expected a time like 2018-10-12 18:46:55".into(),
-                    }
-                }),
-            }
-        };
+    let time = |field: &str, text: Option<String>| -> Result<Option<DateTime<Utc>>, ParseError> {
+        match text.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(text) => parse_platform_time(text, offset).map(Some).ok_or_else(|| ParseError::BadField {
+                field: format!("data.{field}"),
+                reason: "expected a time like 2018-10-12 18:46:55".into(),
+            }),
+        }
+    };
     Ok(CallRecord {
         call_record_id: required(wire.call_record_id, "callRecordId")?,
         tenant_id: wire.tenant_id.map(Int::get),
@@ -304,10 +286,7 @@ fn parse_job(data: Map<String, Value>) -> Result<JobCompletion, ParseError> {
         robot_call_job_id: required(wire.robot_call_job_id, "robotCallJobId")?,
         tenant_id: wire.tenant_id.map(Int::get),
         // The platform documents this event as always COMPLETED; an absent status means that.
-        status: wire
-            .status
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "COMPLETED".into()),
+        status: wire.status.filter(|s| !s.is_empty()).unwrap_or_else(|| "COMPLETED".into()),
         extra: wire.extra,
     })
 }
@@ -356,15 +335,8 @@ fn parse_sms(data: Map<String, Value>) -> Result<SmsRequest, ParseError> {
 fn typed<T: for<'de> Deserialize<'de>>(data: Map<String, Value>) -> Result<T, ParseError> {
     serde_path_to_error::deserialize(Value::Object(data)).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." {
-            "data".to_owned()
-        } else {
-            format!("data.{path}")
-        };
-        ParseError::BadField {
-            field,
-            reason: without_value(&e.into_inner().to_string()),
-        }
+        let field = if path == "." { "data".to_owned() } else { format!("data.{path}") };
+        ParseError::BadField { field, reason: without_value(&e.into_inner().to_string()) }
     })
 }
 
@@ -380,10 +352,9 @@ fn without_value(message: &str) -> String {
 }
 
 fn required(value: Option<Int>, field: &str) -> Result<i64, ParseError> {
-    value.map(Int::get).ok_or_else(|| ParseError::BadField {
-        field: format!("data.{field}"),
-        reason: "is required".into(),
-    })
+    value
+        .map(Int::get)
+        .ok_or_else(|| ParseError::BadField { field: format!("data.{field}"), reason: "is required".into() })
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -417,9 +388,7 @@ impl<'de> Deserialize<'de> for Int {
                 Ok(Int(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
-                i64::try_from(v)
-                    .map(Int)
-                    .map_err(|_| E::custom("integer out of range for int64"))
+                i64::try_from(v).map(Int).map_err(|_| E::custom("integer out of range for int64"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Int, E> {
                 // 2^63 is exactly representable as f64; anything at or beyond it does not fit.
@@ -431,10 +400,7 @@ impl<'de> Deserialize<'de> for Int {
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Int, E> {
-                v.trim()
-                    .parse()
-                    .map(Int)
-                    .map_err(|_| E::custom("expected an integer"))
+                v.trim().parse().map(Int).map_err(|_| E::custom("expected an integer"))
             }
         }
         deserializer.deserialize_any(IntVisitor)
@@ -484,10 +450,7 @@ fn strip_nul(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(strip_nul),
         Value::Object(map) => {
             if map.keys().any(|k| k.contains('\0')) {
-                *map = std::mem::take(map)
-                    .into_iter()
-                    .map(|(k, v)| (k.replace('\0', ""), v))
-                    .collect();
+                *map = std::mem::take(map).into_iter().map(|(k, v)| (k.replace('\0', ""), v)).collect();
             }
             map.values_mut().for_each(strip_nul);
         }
@@ -521,21 +484,13 @@ mod tests {
                "intentLevel":"Z9","newField":{"x":1},"callDetailList":[{"type":"BOT","text":"hi","mood":"ok"}]}}"#,
         )
         .unwrap();
-        let Event::CallRecord(call) = cb.event else {
-            panic!("not a call")
-        };
+        let Event::CallRecord(call) = cb.event else { panic!("not a call") };
         assert_eq!(call.result_status.as_deref(), Some("NEW_STATUS"));
         assert_eq!(call.intent_level.as_deref(), Some("Z9"));
         assert_eq!(call.intent_grade(), None);
-        assert_eq!(
-            call.extra.get("newField"),
-            Some(&serde_json::json!({"x": 1}))
-        );
+        assert_eq!(call.extra.get("newField"), Some(&serde_json::json!({"x": 1})));
         assert_eq!(call.turns[0].speaker.as_deref(), Some("BOT"));
-        assert_eq!(
-            call.turns[0].extra.get("mood"),
-            Some(&serde_json::json!("ok"))
-        );
+        assert_eq!(call.turns[0].extra.get("mood"), Some(&serde_json::json!("ok")));
     }
 
     #[test]
@@ -555,10 +510,7 @@ mod tests {
 
     #[test]
     fn ids_are_required_and_named_when_missing() {
-        assert_eq!(
-            field_error(r#"{"dataType":"ROBOT_CALL_RECORD","data":{}}"#),
-            "data.callRecordId"
-        );
+        assert_eq!(field_error(r#"{"dataType":"ROBOT_CALL_RECORD","data":{}}"#), "data.callRecordId");
         assert_eq!(
             field_error(r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":null}}"#),
             "data.callRecordId"
@@ -567,10 +519,7 @@ mod tests {
             field_error(r#"{"dataType":"ROBOT_CALL_JOB","data":{"status":"COMPLETED"}}"#),
             "data.robotCallJobId"
         );
-        assert_eq!(
-            field_error(r#"{"dataType":"ROBOT_CALL_SMS","data":{"msgList":[]}}"#),
-            "data.callRecordId"
-        );
+        assert_eq!(field_error(r#"{"dataType":"ROBOT_CALL_SMS","data":{"msgList":[]}}"#), "data.callRecordId");
     }
 
     #[test]
@@ -580,9 +529,7 @@ mod tests {
             "data.callRecordId"
         );
         assert_eq!(
-            field_error(
-                r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1,"chatDuration":[1]}}"#
-            ),
+            field_error(r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1,"chatDuration":[1]}}"#),
             "data.chatDuration"
         );
         assert_eq!(
@@ -592,15 +539,11 @@ mod tests {
             "data.callDetailList[1].text"
         );
         assert_eq!(
-            field_error(
-                r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1,"startTime":"soon"}}"#
-            ),
+            field_error(r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1,"startTime":"soon"}}"#),
             "data.startTime"
         );
         assert_eq!(
-            field_error(
-                r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":99999999999999999999}}"#
-            ),
+            field_error(r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":99999999999999999999}}"#),
             "data.callRecordId"
         );
     }
@@ -608,9 +551,7 @@ mod tests {
     #[test]
     fn field_errors_never_repeat_the_value() {
         let body = r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1,"calledPhoneNumber":17751279857}}"#;
-        let Err(ParseError::BadField { field, reason }) = parse(body) else {
-            panic!("expected a field error")
-        };
+        let Err(ParseError::BadField { field, reason }) = parse(body) else { panic!("expected a field error") };
         assert_eq!(field, "data.calledPhoneNumber");
         assert_eq!(reason, "wrong type or value, expected a string");
     }
@@ -618,16 +559,11 @@ mod tests {
     #[test]
     fn integers_may_arrive_as_strings_or_integral_floats() {
         let cb = parse(r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":"42","chatDuration":37.0,"robotCallJobId":9223372036854775807}}"#).unwrap();
-        let Event::CallRecord(call) = cb.event else {
-            panic!("not a call")
-        };
+        let Event::CallRecord(call) = cb.event else { panic!("not a call") };
         assert_eq!(call.call_record_id, 42);
         assert_eq!(call.chat_duration, Some(37));
         assert_eq!(call.robot_call_job_id, Some(i64::MAX));
-        assert_eq!(
-            field_error(r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1.5}}"#),
-            "data.callRecordId"
-        );
+        assert_eq!(field_error(r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1.5}}"#), "data.callRecordId");
     }
 
     #[test]
@@ -639,30 +575,26 @@ mod tests {
             r#"{"dataType":7,"data":{}}"#,
             r#"{"dataType":"X","data":[1]}"#,
         ] {
-            assert!(
-                matches!(parse(body), Err(ParseError::BadEnvelope(_))),
-                "{body}"
-            );
+            assert!(matches!(parse(body), Err(ParseError::BadEnvelope(_))), "{body}");
         }
         assert!(matches!(parse("{nope"), Err(ParseError::NotJson(_))));
     }
 
     #[test]
     fn unknown_data_types_are_unrecognized_not_errors() {
-        let cb =
-            parse(r#"{"dataType":"ROBOT_CALL_SOMETHING_NEW","data":{"anything":true}}"#).unwrap();
+        let cb = parse(r#"{"dataType":"ROBOT_CALL_SOMETHING_NEW","data":{"anything":true}}"#).unwrap();
         assert_eq!(cb.event, Event::Unrecognized);
         assert!(cb.dedup_key().starts_with("unrecognized:"));
     }
 
     #[test]
     fn content_hash_ignores_key_order_and_white_space_but_not_values() {
-        let a = parse(
-            r#"{"dataType":"ROBOT_CALL_JOB","data":{"robotCallJobId":1,"status":"COMPLETED"}}"#,
-        )
-        .unwrap();
-        let b = parse("{ \"data\" : {\"status\":\"COMPLETED\", \"robotCallJobId\":1},\n\"dataType\":\"ROBOT_CALL_JOB\"}").unwrap();
-        let c = parse(r#"{"dataType":"ROBOT_CALL_JOB","data":{"robotCallJobId":1,"status":"COMPLETED","tenantId":2}}"#).unwrap();
+        let a = parse(r#"{"dataType":"ROBOT_CALL_JOB","data":{"robotCallJobId":1,"status":"COMPLETED"}}"#).unwrap();
+        let b =
+            parse("{ \"data\" : {\"status\":\"COMPLETED\", \"robotCallJobId\":1},\n\"dataType\":\"ROBOT_CALL_JOB\"}")
+                .unwrap();
+        let c = parse(r#"{"dataType":"ROBOT_CALL_JOB","data":{"robotCallJobId":1,"status":"COMPLETED","tenantId":2}}"#)
+            .unwrap();
         assert_eq!(a.content_sha256, b.content_sha256);
         assert_ne!(a.content_sha256, c.content_sha256);
         assert_eq!(a.dedup_key(), "job:1:COMPLETED");
@@ -671,9 +603,7 @@ mod tests {
     #[test]
     fn nul_characters_are_removed_from_stored_text() {
         let cb = parse(r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1,"analysisBasis":"a\u0000b","x\u0000":"\u0000"}}"#).unwrap();
-        let Event::CallRecord(call) = cb.event else {
-            panic!("not a call")
-        };
+        let Event::CallRecord(call) = cb.event else { panic!("not a call") };
         assert_eq!(call.analysis_basis.as_deref(), Some("ab"));
         assert_eq!(call.extra.get("x"), Some(&serde_json::json!("")));
     }

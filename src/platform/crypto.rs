@@ -70,9 +70,7 @@ pub struct CallbackCrypto {
 
 impl std::fmt::Debug for CallbackCrypto {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallbackCrypto")
-            .field("receive_id", &self.receive_id)
-            .finish_non_exhaustive()
+        f.debug_struct("CallbackCrypto").field("receive_id", &self.receive_id).finish_non_exhaustive()
     }
 }
 
@@ -91,11 +89,7 @@ impl CallbackCrypto {
         if token.is_empty() {
             return Err(KeyError::EmptyToken);
         }
-        Ok(Self {
-            token: Secret::new(token),
-            key: decode_key(encoding_aes_key)?,
-            receive_id: receive_id.to_owned(),
-        })
+        Ok(Self { token: Secret::new(token), key: decode_key(encoding_aes_key)?, receive_id: receive_id.to_owned() })
     }
 
     /// The signature the platform puts in `msg_signature`.
@@ -130,32 +124,18 @@ impl CallbackCrypto {
     }
 
     /// Encrypts, signs and wraps `message` exactly as the platform's sender does.
-    pub fn seal(
-        &self,
-        message: &str,
-        timestamp: &str,
-        nonce: &str,
-        prefix: &[u8; RANDOM_LEN],
-    ) -> Sealed {
+    pub fn seal(&self, message: &str, timestamp: &str, nonce: &str, prefix: &[u8; RANDOM_LEN]) -> Sealed {
         let encrypt = self.encrypt_with_prefix(message, prefix);
         let msg_signature = self.signature(timestamp, nonce, &encrypt);
         let xml = envelope_xml(&encrypt, &msg_signature, timestamp, nonce);
-        Sealed {
-            encrypt,
-            msg_signature,
-            timestamp: timestamp.to_owned(),
-            nonce: nonce.to_owned(),
-            xml,
-        }
+        Sealed { encrypt, msg_signature, timestamp: timestamp.to_owned(), nonce: nonce.to_owned(), xml }
     }
 
     /// Decrypts ciphertext whose signature was already checked.
     pub fn decrypt(&self, encrypt: &str) -> Result<String, CryptoError> {
         let ciphertext = decode_ciphertext(encrypt)?;
         if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
-            return Err(CryptoError::Undecryptable(
-                "the ciphertext is not a whole number of AES blocks",
-            ));
+            return Err(CryptoError::Undecryptable("the ciphertext is not a whole number of AES blocks"));
         }
         let mut buffer = ciphertext;
         let iv = &self.key[..16];
@@ -164,26 +144,20 @@ impl CallbackCrypto {
             .map_err(|_| CryptoError::Undecryptable("AES decryption failed"))?;
         let content = strip_padding(plain)?;
         if content.len() < RANDOM_LEN + LENGTH_LEN {
-            return Err(CryptoError::Undecryptable(
-                "the decrypted data is too short",
-            ));
+            return Err(CryptoError::Undecryptable("the decrypted data is too short"));
         }
         let (header, rest) = content.split_at(RANDOM_LEN + LENGTH_LEN);
-        let declared =
-            u32::from_be_bytes([header[16], header[17], header[18], header[19]]) as usize;
+        let declared = u32::from_be_bytes([header[16], header[17], header[18], header[19]]) as usize;
         // The vendor allocates `declared` bytes before any check; a wrong key or a forged buffer
         // then asks for gigabytes. Check against what is actually there first.
         if declared > rest.len() {
-            return Err(CryptoError::Undecryptable(
-                "the length field exceeds the decrypted data",
-            ));
+            return Err(CryptoError::Undecryptable("the length field exceeds the decrypted data"));
         }
         let (message, receive_id) = rest.split_at(declared);
         if receive_id != self.receive_id.as_bytes() {
             return Err(CryptoError::ReceiveIdMismatch);
         }
-        String::from_utf8(message.to_vec())
-            .map_err(|_| CryptoError::Undecryptable("the message is not UTF-8"))
+        String::from_utf8(message.to_vec()).map_err(|_| CryptoError::Undecryptable("the message is not UTF-8"))
     }
 
     /// The receive path: verifies `msg_signature` over the ciphertext text as received, or as
@@ -231,9 +205,7 @@ fn decode_key(encoding_aes_key: &str) -> Result<[u8; 32], KeyError> {
     if chars != KEY_CHARS {
         return Err(KeyError::WrongLength(chars));
     }
-    let bytes = LENIENT
-        .decode(format!("{encoding_aes_key}="))
-        .map_err(|_| KeyError::NotBase64)?;
+    let bytes = LENIENT.decode(format!("{encoding_aes_key}=")).map_err(|_| KeyError::NotBase64)?;
     bytes.try_into().map_err(|_| KeyError::NotBase64)
 }
 
@@ -249,9 +221,7 @@ fn decode_ciphertext(text: &str) -> Result<Vec<u8>, CryptoError> {
             other => other,
         })
         .collect();
-    LENIENT
-        .decode(cleaned)
-        .map_err(|_| CryptoError::Undecryptable("the ciphertext is not base64"))
+    LENIENT.decode(cleaned).map_err(|_| CryptoError::Undecryptable("the ciphertext is not base64"))
 }
 
 /// The pad is 1 to 32 bytes, each holding the pad length. The vendor reads only the last byte;
@@ -304,32 +274,17 @@ mod tests {
 
     #[test]
     fn keys_must_be_43_base64_characters() {
-        assert_eq!(
-            CallbackCrypto::new("t", &KEY[..42], "").err(),
-            Some(KeyError::WrongLength(42))
-        );
-        assert_eq!(
-            CallbackCrypto::new("t", &format!("{KEY}="), "").err(),
-            Some(KeyError::WrongLength(44))
-        );
-        assert_eq!(
-            CallbackCrypto::new("t", &format!("{}!", &KEY[..42]), "").err(),
-            Some(KeyError::NotBase64)
-        );
-        assert_eq!(
-            CallbackCrypto::new("", KEY, "").err(),
-            Some(KeyError::EmptyToken)
-        );
+        assert_eq!(CallbackCrypto::new("t", &KEY[..42], "").err(), Some(KeyError::WrongLength(42)));
+        assert_eq!(CallbackCrypto::new("t", &format!("{KEY}="), "").err(), Some(KeyError::WrongLength(44)));
+        assert_eq!(CallbackCrypto::new("t", &format!("{}!", &KEY[..42]), "").err(), Some(KeyError::NotBase64));
+        assert_eq!(CallbackCrypto::new("", KEY, "").err(), Some(KeyError::EmptyToken));
     }
 
     #[test]
     fn debug_output_hides_token_and_key() {
         let crypto = CallbackCrypto::new("AIGbuK3sOV", KEY, "rid").unwrap();
         let dump = format!("{crypto:?}");
-        assert!(
-            !dump.contains("AIGbuK3sOV") && !dump.contains("INnZ"),
-            "{dump}"
-        );
+        assert!(!dump.contains("AIGbuK3sOV") && !dump.contains("INnZ"), "{dump}");
     }
 
     #[test]
@@ -341,10 +296,7 @@ mod tests {
 
     #[test]
     fn percent_encodings_are_peeled_at_most_twice() {
-        let peeled: Vec<String> = encodings_of("a%252B%3D")
-            .into_iter()
-            .map(Cow::into_owned)
-            .collect();
+        let peeled: Vec<String> = encodings_of("a%252B%3D").into_iter().map(Cow::into_owned).collect();
         assert_eq!(peeled, ["a%252B%3D", "a%2B=", "a+="]);
         assert_eq!(encodings_of("ab+c/=").len(), 1);
     }

@@ -24,9 +24,7 @@ pub fn encrypt_text(body: &[u8]) -> Result<String, XmlError> {
     let mut capturing: Option<usize> = None;
     let mut text: Option<String> = None;
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| error(format!("not well-formed XML: {e}")))?;
+        let event = reader.read_event().map_err(|e| error(format!("not well-formed XML: {e}")))?;
         match event {
             Event::DocType(_) => return Err(error("a DOCTYPE is not allowed")),
             Event::Start(start) => {
@@ -56,9 +54,7 @@ pub fn encrypt_text(body: &[u8]) -> Result<String, XmlError> {
                 depth = depth.saturating_sub(1);
             }
             Event::Text(chunk) => {
-                let chunk = chunk
-                    .unescape()
-                    .map_err(|e| error(format!("bad text: {e}")))?;
+                let chunk = chunk.unescape().map_err(|e| error(format!("bad text: {e}")))?;
                 if depth == 0 {
                     if !chunk.trim().is_empty() {
                         return Err(error("content outside the root element"));
@@ -72,8 +68,7 @@ pub fn encrypt_text(body: &[u8]) -> Result<String, XmlError> {
                     return Err(error("content outside the root element"));
                 }
                 if let (Some(_), Some(text)) = (capturing, text.as_mut()) {
-                    let chunk =
-                        std::str::from_utf8(&chunk).map_err(|_| error("CDATA is not UTF-8"))?;
+                    let chunk = std::str::from_utf8(&chunk).map_err(|_| error("CDATA is not UTF-8"))?;
                     text.push_str(chunk);
                 }
             }
@@ -96,22 +91,10 @@ mod tests {
 
     #[test]
     fn reads_cdata_plain_text_and_character_references() {
-        assert_eq!(
-            encrypt_text(b"<xml><Encrypt><![CDATA[a+b/=]]></Encrypt></xml>").unwrap(),
-            "a+b/="
-        );
-        assert_eq!(
-            encrypt_text(b"<xml><Encrypt>a&#43;b&#47;&#61;</Encrypt></xml>").unwrap(),
-            "a+b/="
-        );
-        assert_eq!(
-            encrypt_text(b"<xml><Encrypt>ab<!-- x -->cd</Encrypt></xml>").unwrap(),
-            "abcd"
-        );
-        assert_eq!(
-            encrypt_text(b"<?xml version=\"1.0\"?>\n<xml><Encrypt/></xml>").unwrap(),
-            ""
-        );
+        assert_eq!(encrypt_text(b"<xml><Encrypt><![CDATA[a+b/=]]></Encrypt></xml>").unwrap(), "a+b/=");
+        assert_eq!(encrypt_text(b"<xml><Encrypt>a&#43;b&#47;&#61;</Encrypt></xml>").unwrap(), "a+b/=");
+        assert_eq!(encrypt_text(b"<xml><Encrypt>ab<!-- x -->cd</Encrypt></xml>").unwrap(), "abcd");
+        assert_eq!(encrypt_text(b"<?xml version=\"1.0\"?>\n<xml><Encrypt/></xml>").unwrap(), "");
     }
 
     #[test]
@@ -126,11 +109,7 @@ mod tests {
             b"<!DOCTYPE xml><xml><Encrypt>abc</Encrypt></xml>",
             b"<xml><Encrypt>&xxe;</Encrypt></xml>",
         ] {
-            assert!(
-                encrypt_text(body).is_err(),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+            assert!(encrypt_text(body).is_err(), "{}", String::from_utf8_lossy(body));
         }
     }
 }

@@ -6,13 +6,16 @@
 const ROWS_PER_INSERT: usize = 500;
 
 macro_rules! backend {
-    ($module:ident, $db:ty) => {
+    ($module:ident, $db:ty, skip_locked: $skip_locked:expr, lock_head: $lock_head:expr, notify: $notify:expr) => {
         pub(super) mod $module {
             use sha2::{Digest, Sha256};
             use sqlx::types::Json;
             use sqlx::{Pool, QueryBuilder, Transaction};
 
             use super::ROWS_PER_INSERT;
+            use chrono::{DateTime, Utc};
+
+            use crate::fanout::Outbound;
             use crate::platform::callback::{CallRecord, Callback, Event, JobCompletion, SmsRequest};
             use crate::store::model::*;
             use crate::store::{Ingested, Received, StoreError};
@@ -25,11 +28,12 @@ macro_rules! backend {
                 Ok(())
             }
 
-            pub async fn record_callback(
+            pub async fn record_callback<F: FnOnce(Ingested) -> Option<Outbound>>(
                 pool: &Pool<Db>,
                 received: &Received<'_>,
                 callback: &Callback,
-            ) -> Result<Ingested, StoreError> {
+                announce: F,
+            ) -> Result<(Ingested, Option<Outbound>), StoreError> {
                 let status = match callback.event {
                     Event::Unrecognized => "unrecognized",
                     _ => "stored",
@@ -57,8 +61,219 @@ macro_rules! backend {
                         Event::Unrecognized => Ingested::Unrecognized,
                     }
                 };
+                let outbound = announce(outcome).filter(|o| !o.targets.is_empty());
+                if let Some(outbound) = &outbound {
+                    insert_outbound(&mut tx, inbox_id, outbound).await?;
+                }
                 tx.commit().await?;
-                Ok(outcome)
+                Ok((outcome, outbound))
+            }
+
+            /// The event and one delivery per target, in the callback's transaction.
+            async fn insert_outbound(tx: &mut Tx, inbox_id: i64, outbound: &Outbound) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO events (id, account, type, payload, inbox_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&outbound.id)
+                .bind(&outbound.account)
+                .bind(outbound.event_type.as_str())
+                .bind(Json(&outbound.payload))
+                .bind(inbox_id)
+                .bind(outbound.created_at)
+                .execute(&mut **tx)
+                .await?;
+                let mut insert = QueryBuilder::<Db>::new(
+                    "INSERT INTO deliveries (event_id, target, status, due_at, retry_from, created_at, updated_at) ",
+                );
+                insert.push_values(&outbound.targets, |mut row, target| {
+                    row.push_bind(&outbound.id)
+                        .push_bind(target)
+                        .push_bind("pending")
+                        .push_bind(outbound.created_at)
+                        .push_bind(outbound.created_at)
+                        .push_bind(outbound.created_at)
+                        .push_bind(outbound.created_at);
+                });
+                insert.build().execute(&mut **tx).await?;
+                let notify: Option<&str> = $notify;
+                if let Some(notify) = notify {
+                    // Delivered to listeners only when the transaction commits.
+                    sqlx::query(notify).execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Claims due deliveries of `target` by pushing their `due_at` to `lease_until`: a
+            /// worker that dies leaves them to become due again. An ordered target only ever
+            /// hands out its oldest pending delivery, and only when no one holds it.
+            pub async fn claim_deliveries(
+                pool: &Pool<Db>,
+                target: &str,
+                ordered: bool,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: i64,
+                worker: &str,
+            ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+                let limit = if ordered { 1 } else { limit };
+                let candidates = if ordered {
+                    format!(
+                        "SELECT id FROM deliveries WHERE target = $1 AND status = 'pending' ORDER BY id LIMIT $5 {}",
+                        $lock_head
+                    )
+                } else {
+                    format!(
+                        "SELECT id FROM deliveries WHERE target = $1 AND status = 'pending' AND due_at <= $2 \
+                         ORDER BY due_at, id LIMIT $5 {}",
+                        $skip_locked
+                    )
+                };
+                let sql = format!(
+                    "UPDATE deliveries SET due_at = $3, claimed_by = $4, attempts = attempts + 1, updated_at = $2 \
+                     WHERE id IN ({candidates}) AND due_at <= $2 \
+                     RETURNING id, event_id, attempts, retry_from, \
+                        (SELECT payload FROM events WHERE events.id = deliveries.event_id) AS payload"
+                );
+                let mut claimed: Vec<ClaimedDelivery> = sqlx::query_as(&sql)
+                    .bind(target)
+                    .bind(now)
+                    .bind(lease_until)
+                    .bind(worker)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                claimed.sort_by_key(|d| d.id);
+                Ok(claimed)
+            }
+
+            /// Records an attempt and moves the delivery on, unless another worker has claimed
+            /// it since (a lease that ran out): then only the attempt is recorded.
+            pub async fn finish_attempt(
+                pool: &Pool<Db>,
+                attempt: &Attempt<'_>,
+                after: AfterAttempt,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO delivery_attempts (delivery_id, attempt, worker, started_at, latency_ms, status_code, \
+                        error, response_snippet) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(attempt.delivery_id)
+                .bind(attempt.attempt)
+                .bind(attempt.worker)
+                .bind(attempt.started_at)
+                .bind(attempt.latency_ms)
+                .bind(attempt.status_code)
+                .bind(attempt.error.as_deref())
+                .bind(attempt.response_snippet.as_deref())
+                .execute(&mut *tx)
+                .await?;
+                let (status, due_at, delivered_at) = match after {
+                    AfterAttempt::Delivered => ("delivered", now, Some(now)),
+                    AfterAttempt::RetryAt(at) => ("pending", at, None),
+                    AfterAttempt::Dead => ("dead", now, None),
+                };
+                sqlx::query(
+                    "UPDATE deliveries SET status = $1, due_at = $2, delivered_at = $3, last_status_code = $4, \
+                        last_error = $5, claimed_by = NULL, updated_at = $6 \
+                     WHERE id = $7 AND claimed_by = $8 AND attempts = $9 AND status = 'pending'",
+                )
+                .bind(status)
+                .bind(due_at)
+                .bind(delivered_at)
+                .bind(attempt.status_code)
+                .bind(attempt.error.as_deref())
+                .bind(now)
+                .bind(attempt.delivery_id)
+                .bind(attempt.worker)
+                .bind(attempt.attempt)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// Hands claimed deliveries back (shutdown): due now, the attempt not counted.
+            pub async fn release_claims(
+                pool: &Pool<Db>,
+                ids: &[i64],
+                worker: &str,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                for id in ids {
+                    sqlx::query(
+                        "UPDATE deliveries SET due_at = $1, claimed_by = NULL, attempts = attempts - 1, updated_at = $1 \
+                         WHERE id = $2 AND claimed_by = $3 AND status = 'pending'",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .bind(worker)
+                    .execute(pool)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            pub async fn deliveries(pool: &Pool<Db>, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+                let mut query = QueryBuilder::<Db>::new(
+                    "SELECT d.id, d.event_id, e.type AS event_type, e.account, d.target, d.status, d.attempts, d.due_at, \
+                        d.last_status_code, d.last_error, d.created_at, d.updated_at, d.delivered_at \
+                     FROM deliveries d JOIN events e ON e.id = d.event_id WHERE 1 = 1",
+                );
+                if let Some(target) = &filter.target {
+                    query.push(" AND d.target = ").push_bind(target);
+                }
+                if let Some(status) = &filter.status {
+                    query.push(" AND d.status = ").push_bind(status);
+                }
+                if let Some(event_type) = &filter.event_type {
+                    query.push(" AND e.type = ").push_bind(event_type);
+                }
+                if let Some(event_id) = &filter.event_id {
+                    query.push(" AND d.event_id = ").push_bind(event_id);
+                }
+                if let Some(since) = filter.since {
+                    query.push(" AND d.created_at >= ").push_bind(since);
+                }
+                query.push(" ORDER BY d.id LIMIT ").push_bind(filter.limit.unwrap_or(100));
+                Ok(query.build_query_as().fetch_all(pool).await?)
+            }
+
+            pub async fn delivery_attempts(pool: &Pool<Db>, delivery_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT attempt, worker, started_at, latency_ms, status_code, error, response_snippet \
+                     FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id",
+                )
+                .bind(delivery_id)
+                .fetch_all(pool)
+                .await?)
+            }
+
+            /// Makes deliveries due again with a fresh attempt budget and retry window.
+            /// `only_dead` keeps a replay of "everything dead since" from touching live ones.
+            pub async fn replay(
+                pool: &Pool<Db>,
+                filter: &DeliveryFilter,
+                now: DateTime<Utc>,
+            ) -> Result<u64, StoreError> {
+                let mut query = QueryBuilder::<Db>::new("UPDATE deliveries SET status = 'pending', attempts = 0, due_at = ");
+                query.push_bind(now).push(", retry_from = ").push_bind(now).push(", updated_at = ").push_bind(now);
+                query.push(", claimed_by = NULL WHERE status <> 'pending'");
+                if let Some(target) = &filter.target {
+                    query.push(" AND target = ").push_bind(target);
+                }
+                if let Some(status) = &filter.status {
+                    query.push(" AND status = ").push_bind(status);
+                }
+                if let Some(event_id) = &filter.event_id {
+                    query.push(" AND event_id = ").push_bind(event_id);
+                }
+                if let Some(since) = filter.since {
+                    query.push(" AND created_at >= ").push_bind(since);
+                }
+                let done = query.build().execute(pool).await?;
+                Ok(done.rows_affected())
             }
 
             pub async fn record_rejected(
@@ -337,5 +552,10 @@ macro_rules! backend {
     };
 }
 
-backend!(postgres, sqlx::Postgres);
-backend!(sqlite, sqlx::Sqlite);
+backend!(postgres, sqlx::Postgres,
+    skip_locked: "FOR UPDATE SKIP LOCKED",
+    // Not SKIP LOCKED: a second replica must wait for the head, never skip past it.
+    lock_head: "FOR UPDATE",
+    notify: Some("SELECT pg_notify('tanyi_relay_deliveries', '')"));
+// SQLite has one writer at a time, so an UPDATE … WHERE id IN (SELECT …) is already atomic.
+backend!(sqlite, sqlx::Sqlite, skip_locked: "", lock_head: "", notify: None);

@@ -13,9 +13,16 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseSettings;
+use crate::fanout::Outbound;
 use crate::platform::callback::Callback;
 
-pub use model::{InboxEntry, StoredCall, StoredJob, StoredSmsMessage, StoredTurn};
+pub use model::{
+    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, InboxEntry, StoredCall, StoredJob,
+    StoredSmsMessage, StoredTurn,
+};
+
+/// The Postgres channel on which a commit that adds deliveries wakes every replica's worker.
+pub const DELIVERY_CHANNEL: &str = "tanyi_relay_deliveries";
 
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -61,12 +68,7 @@ pub struct Received<'a> {
 impl<'a> Received<'a> {
     pub fn now(account: &'a str, body: &'a [u8], source: Source) -> Self {
         // Postgres keeps microseconds: truncate so that both backends read back the same instant.
-        Self {
-            account,
-            body,
-            source,
-            received_at: Utc::now().trunc_subsecs(6),
-        }
+        Self { account, body, source, received_at: Utc::now().trunc_subsecs(6) }
     }
 }
 
@@ -94,14 +96,9 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(settings.acquire_timeout())
                 .foreign_keys(true);
-            if let Some(dir) = options
-                .get_filename()
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Setup(format!("cannot create {}: {e}", dir.display()))
-                })?;
+            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", dir.display())))?;
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(settings.max_connections)
@@ -158,23 +155,59 @@ impl Store {
         on_backend!(self, ping())
     }
 
-    /// Stores an authenticated, parsed callback in one transaction: the raw inbox row and the
-    /// normalized rows. Returns after the commit.
-    pub async fn record_callback(
+    /// Stores an authenticated, parsed callback in one transaction: the raw inbox row, the
+    /// normalized rows, and the event that `announce` makes of the outcome with one delivery per
+    /// target. Returns after the commit.
+    pub async fn record_callback<F: FnOnce(Ingested) -> Option<Outbound>>(
         &self,
         received: &Received<'_>,
         callback: &Callback,
-    ) -> Result<Ingested, StoreError> {
-        on_backend!(self, record_callback(received, callback))
+        announce: F,
+    ) -> Result<(Ingested, Option<Outbound>), StoreError> {
+        on_backend!(self, record_callback(received, callback, announce))
+    }
+
+    pub async fn claim_deliveries(
+        &self,
+        target: &str,
+        ordered: bool,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        worker: &str,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        on_backend!(self, claim_deliveries(target, ordered, now, lease_until, limit, worker))
+    }
+
+    pub async fn finish_attempt(
+        &self,
+        attempt: &Attempt<'_>,
+        after: AfterAttempt,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, finish_attempt(attempt, after, now))
+    }
+
+    pub async fn release_claims(&self, ids: &[i64], worker: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        on_backend!(self, release_claims(ids, worker, now))
+    }
+
+    pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        on_backend!(self, deliveries(filter))
+    }
+
+    pub async fn delivery_attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        on_backend!(self, delivery_attempts(delivery_id))
+    }
+
+    /// Makes the matching delivered or dead deliveries due again; returns how many.
+    pub async fn replay(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        on_backend!(self, replay(filter, now))
     }
 
     /// Keeps the raw body of an authenticated callback that could not be parsed, so that an
     /// operator can see it and reprocess it after a fix.
-    pub async fn record_rejected(
-        &self,
-        received: &Received<'_>,
-        reason: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn record_rejected(&self, received: &Received<'_>, reason: &str) -> Result<(), StoreError> {
         on_backend!(self, record_rejected(received, reason))
     }
 
@@ -182,35 +215,19 @@ impl Store {
         on_backend!(self, inbox(account))
     }
 
-    pub async fn call_record(
-        &self,
-        account: &str,
-        call_record_id: i64,
-    ) -> Result<Option<StoredCall>, StoreError> {
+    pub async fn call_record(&self, account: &str, call_record_id: i64) -> Result<Option<StoredCall>, StoreError> {
         on_backend!(self, call_record(account, call_record_id))
     }
 
-    pub async fn call_turns(
-        &self,
-        account: &str,
-        call_record_id: i64,
-    ) -> Result<Vec<StoredTurn>, StoreError> {
+    pub async fn call_turns(&self, account: &str, call_record_id: i64) -> Result<Vec<StoredTurn>, StoreError> {
         on_backend!(self, call_turns(account, call_record_id))
     }
 
-    pub async fn jobs(
-        &self,
-        account: &str,
-        robot_call_job_id: i64,
-    ) -> Result<Vec<StoredJob>, StoreError> {
+    pub async fn jobs(&self, account: &str, robot_call_job_id: i64) -> Result<Vec<StoredJob>, StoreError> {
         on_backend!(self, jobs(account, robot_call_job_id))
     }
 
-    pub async fn sms_messages(
-        &self,
-        account: &str,
-        call_record_id: i64,
-    ) -> Result<Vec<StoredSmsMessage>, StoreError> {
+    pub async fn sms_messages(&self, account: &str, call_record_id: i64) -> Result<Vec<StoredSmsMessage>, StoreError> {
         on_backend!(self, sms_messages(account, call_record_id))
     }
 }

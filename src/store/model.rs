@@ -91,3 +91,74 @@ pub struct StoredSmsMessage {
     pub message: Option<String>,
     pub var_map: Json<Value>,
 }
+
+/// A delivery this worker has just claimed (its lease runs until `due_at` was pushed to).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub event_id: String,
+    /// This attempt's number, from 1.
+    pub attempts: i64,
+    pub retry_from: DateTime<Utc>,
+    pub payload: Json<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub account: String,
+    pub target: String,
+    pub status: String,
+    pub attempts: i64,
+    pub due_at: DateTime<Utc>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub latency_ms: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub response_snippet: Option<String>,
+}
+
+/// Which deliveries to list; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub target: Option<String>,
+    pub status: Option<String>,
+    pub event_type: Option<String>,
+    pub event_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
+}
+
+/// One attempt's result, as the worker reports it.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    pub delivery_id: i64,
+    pub attempt: i64,
+    pub worker: &'a str,
+    pub started_at: DateTime<Utc>,
+    pub latency_ms: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub response_snippet: Option<String>,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAttempt {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    Dead,
+}

@@ -18,7 +18,7 @@ pub const KEY: &str = "acme-callback-key-0001";
 pub const NEW_YORK_ACCOUNT: &str = "nyc";
 pub const NEW_YORK_KEY: &str = "nyc-callback-key-00002";
 
-const ACCOUNTS_TOML: &str = r#"
+pub const ACCOUNTS_TOML: &str = r#"
 [[accounts]]
 name = "acme"
 callback_key = "acme-callback-key-0001"
@@ -59,54 +59,30 @@ pub async fn databases() -> Vec<TestDb> {
 }
 
 pub fn postgres_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
 }
 
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}", dir.path().join("relay.db").display());
-    TestDb {
-        backend: Backend::Sqlite,
-        url,
-        _dir: Some(dir),
-        pg_schema: None,
-    }
+    TestDb { backend: Backend::Sqlite, url, _dir: Some(dir), pg_schema: None }
 }
 
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos)
 }
 
 pub async fn postgres(admin_url: &str) -> TestDb {
     let schema = unique_name("t");
-    let mut conn = PgConnection::connect(admin_url)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .expect("create schema");
+    let mut conn = PgConnection::connect(admin_url).await.expect("connect to TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.expect("create schema");
     conn.close().await.ok();
     let separator = if admin_url.contains('?') { '&' } else { '?' };
     let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
-    TestDb {
-        backend: Backend::Postgres,
-        url,
-        _dir: None,
-        pg_schema: Some((admin_url.to_owned(), schema)),
-    }
+    TestDb { backend: Backend::Postgres, url, _dir: None, pg_schema: Some((admin_url.to_owned(), schema)) }
 }
 
 impl Drop for TestDb {
@@ -114,16 +90,10 @@ impl Drop for TestDb {
         if let Some((admin_url, schema)) = self.pg_schema.take() {
             // Drop runs inside the test's runtime: clean up from a thread with its own.
             let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                 runtime.block_on(async {
                     let mut conn = PgConnection::connect(&admin_url).await.ok()?;
-                    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .execute(&mut conn)
-                        .await
-                        .ok()
+                    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut conn).await.ok()
                 })
             })
             .join();
@@ -142,24 +112,15 @@ pub fn settings_for_url(database_url: &str, overrides: &[(&str, &str)]) -> Setti
 }
 
 /// Settings with the given `[[accounts]]` TOML instead of the standard test accounts.
-pub fn settings_with_accounts(
-    database_url: &str,
-    accounts_toml: &str,
-    overrides: &[(&str, &str)],
-) -> Settings {
-    let file =
-        std::env::temp_dir().join(format!("{}.toml", unique_name("tanyi-relay-test-accounts")));
+pub fn settings_with_accounts(database_url: &str, accounts_toml: &str, overrides: &[(&str, &str)]) -> Settings {
+    let file = std::env::temp_dir().join(format!("{}.toml", unique_name("tanyi-relay-test-accounts")));
     std::fs::write(&file, accounts_toml).expect("write test accounts");
     let mut env: HashMap<String, String> = HashMap::from([
         ("TANYI_RELAY__SERVER__LISTEN".into(), "127.0.0.1:0".into()),
         ("TANYI_RELAY__DATABASE__URL".into(), database_url.to_owned()),
         ("TANYI_RELAY__DATABASE__MAX_CONNECTIONS".into(), "4".into()),
     ]);
-    env.extend(
-        overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
+    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = Settings::from_sources(Some(&file), env);
     let _ = std::fs::remove_file(&file);
     settings.expect("test settings are valid")
@@ -184,23 +145,14 @@ impl TestApp {
     }
 
     pub async fn spawn_settings(backend: Backend, settings: Settings) -> TestApp {
-        let app = Application::build(&settings)
-            .await
-            .expect("application starts");
+        let app = Application::build(&settings).await.expect("application starts");
         let base = format!("http://{}", app.local_addr());
         let store = app.store().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
         }));
-        TestApp {
-            base,
-            store,
-            client: client(),
-            backend,
-            stop: Some(stop),
-            server: Some(server),
-        }
+        TestApp { base, store, client: client(), backend, stop: Some(stop), server: Some(server) }
     }
 
     pub fn callback_url(&self, account: &str, key: &str) -> String {
@@ -212,12 +164,7 @@ impl TestApp {
         self.post_as(ACCOUNT, KEY, body).await
     }
 
-    pub async fn post_as(
-        &self,
-        account: &str,
-        key: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> reqwest::Response {
+    pub async fn post_as(&self, account: &str, key: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.client
             .post(self.callback_url(account, key))
             .header("content-type", "application/json")
@@ -232,26 +179,18 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("server task")
-                .expect("server ran cleanly");
+            server.await.expect("server task").expect("server ran cleanly");
         }
     }
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("http client")
+    reqwest::Client::builder().no_proxy().build().expect("http client")
 }
 
 /// A platform payload from `tests/fixtures/samples`.
 pub fn sample(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/samples")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -264,33 +203,18 @@ pub async fn assert_acked(response: reqwest::Response) {
     let status = response.status();
     let content_type = response.headers().get("content-type").cloned();
     let body = response.text().await.expect("body");
-    assert_eq!(
-        (status.as_u16(), body.as_str()),
-        (200, "success"),
-        "expected an ack"
-    );
+    assert_eq!((status.as_u16(), body.as_str()), (200, "success"), "expected an ack");
     assert!(content_type.is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/plain")));
 }
 
 /// Asserts a JSON error answer with `status` and `code`, returning the body.
-pub async fn assert_error(
-    response: reqwest::Response,
-    status: u16,
-    code: &str,
-) -> serde_json::Value {
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
     let actual = response.status().as_u16();
     let text = response.text().await.expect("body");
     let body: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("error body is not JSON: {text}"));
-    assert_eq!(
-        (actual, body["error"].as_str()),
-        (status, Some(code)),
-        "unexpected answer: {text}"
-    );
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "no message: {text}"
-    );
+    assert_eq!((actual, body["error"].as_str()), (status, Some(code)), "unexpected answer: {text}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {text}");
     body
 }
 
@@ -315,14 +239,7 @@ pub async fn post_chunked(app: &TestApp, path_and_query: &str, body: &[u8]) -> (
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer).await;
     let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }

@@ -46,9 +46,7 @@ pub struct Received {
 }
 
 fn load<T: for<'de> Deserialize<'de>>(file: &str) -> Vec<T> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vectors")
-        .join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vectors").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -82,8 +80,7 @@ pub enum Answer {
 
 /// The relay's receive path, without HTTP.
 pub fn answer(input: &Received) -> Answer {
-    let Ok(crypto) = CallbackCrypto::new(&input.token, &input.encoding_aes_key, &input.receive_id)
-    else {
+    let Ok(crypto) = CallbackCrypto::new(&input.token, &input.encoding_aes_key, &input.receive_id) else {
         return Answer::Misconfigured;
     };
     let encrypt = match (input.api.as_str(), &input.xml, &input.echostr) {
@@ -94,12 +91,7 @@ pub fn answer(input: &Received) -> Answer {
         ("VerifyURL", _, Some(echostr)) => echostr.clone(),
         other => panic!("{}: unexpected input shape {other:?}", input.name),
     };
-    match crypto.open(
-        &input.msg_signature,
-        &input.timestamp,
-        &input.nonce,
-        &encrypt,
-    ) {
+    match crypto.open(&input.msg_signature, &input.timestamp, &input.nonce, &encrypt) {
         Ok(plaintext) => Answer::Accepted(plaintext),
         Err(CryptoError::BadSignature) => Answer::BadSignature,
         Err(other) => Answer::Kept(other),
@@ -152,9 +144,7 @@ pub fn expected_for_negative(input: &Received) -> Answer {
         (_, Some(-40007)) if input.name == "key_with_non_base64_char" => Answer::Misconfigured,
         (_, Some(-40001)) => Answer::BadSignature,
         (_, Some(-40002)) => Answer::BadXml,
-        (_, Some(-40005)) if input.name.starts_with("wrong_receive_id") => {
-            Answer::Kept(CryptoError::ReceiveIdMismatch)
-        }
+        (_, Some(-40005)) if input.name.starts_with("wrong_receive_id") => Answer::Kept(CryptoError::ReceiveIdMismatch),
         // -40005 from garbage bytes, -40007, -40008, and the vendor's out-of-memory crashes.
         _ => Answer::Kept(CryptoError::Undecryptable("")),
     }
@@ -163,10 +153,7 @@ pub fn expected_for_negative(input: &Received) -> Answer {
 /// Whether two answers are of the same kind (the reason texts of `Undecryptable` may differ).
 pub fn same_kind(a: &Answer, b: &Answer) -> bool {
     match (a, b) {
-        (
-            Answer::Kept(CryptoError::Undecryptable(_)),
-            Answer::Kept(CryptoError::Undecryptable(_)),
-        ) => true,
+        (Answer::Kept(CryptoError::Undecryptable(_)), Answer::Kept(CryptoError::Undecryptable(_))) => true,
         (Answer::Kept(x), Answer::Kept(y)) => x == y,
         _ => std::mem::discriminant(a) == std::mem::discriminant(b),
     }

@@ -1,0 +1,364 @@
+//! The delivery worker: per target, claim due deliveries (a lease, not a lock), send each outside
+//! any transaction, record the attempt, and schedule the retry or give up. One slow or failing
+//! target never holds up another: each has its own loop and its own concurrency.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use super::retry::random_jitter;
+use super::signing::signature_header;
+use super::target::{Target, Targets};
+use crate::config::DeliverySettings;
+use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, Store};
+
+/// How much of a receiver's answer is kept with an attempt.
+const SNIPPET_BYTES: usize = 512;
+/// After this many failures in a row a target is paused as a whole, then probed one at a time.
+const FAILURES_BEFORE_PAUSE: u32 = 5;
+const MAX_PAUSE: Duration = Duration::from_secs(300);
+
+/// Wakes the loops of targets that just got new deliveries. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<HashMap<String, Arc<Notify>>>);
+
+impl Wake {
+    pub fn new(targets: &Targets) -> Wake {
+        Wake(Arc::new(targets.all().iter().map(|t| (t.name.clone(), Arc::new(Notify::new()))).collect()))
+    }
+
+    /// `notify_one` keeps a permit, so a loop busy right now still sees the wake-up.
+    pub fn targets<'a>(&self, names: impl IntoIterator<Item = &'a String>) {
+        for name in names {
+            if let Some(notify) = self.0.get(name) {
+                notify.notify_one();
+            }
+        }
+    }
+
+    pub fn all(&self) {
+        self.0.values().for_each(|n| n.notify_one());
+    }
+
+    fn of(&self, name: &str) -> Arc<Notify> {
+        self.0.get(name).cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Clone)]
+pub struct DeliveryWorker {
+    store: Store,
+    targets: Targets,
+    client: reqwest::Client,
+    worker_id: String,
+    settings: DeliverySettings,
+    wake: Wake,
+}
+
+/// What one target's loop keeps between rounds.
+struct TargetState {
+    target: Target,
+    permits: Arc<Semaphore>,
+    in_flight: Mutex<HashSet<i64>>,
+    failures_in_a_row: AtomicU32,
+    paused_until: Mutex<Option<Instant>>,
+    next_send: tokio::sync::Mutex<Instant>,
+}
+
+impl DeliveryWorker {
+    pub fn new(store: Store, targets: Targets, settings: DeliverySettings, wake: Wake) -> DeliveryWorker {
+        let client = reqwest::Client::builder()
+            // A redirect is a failure: following one would send signed data somewhere unconfigured.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tanyi-relay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        DeliveryWorker { store, targets, client, worker_id: worker_id(), settings, wake }
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Runs one loop per target until `shutdown` turns true, then lets in-flight deliveries
+    /// finish (up to their timeout) and hands back what is still claimed.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let mut loops = JoinSet::new();
+        for target in self.targets.all().iter().cloned() {
+            let worker = self.clone();
+            let shutdown = shutdown.clone();
+            loops.spawn(async move { worker.run_target(target, shutdown).await });
+        }
+        while loops.join_next().await.is_some() {}
+        tracing::info!(worker = %self.worker_id, "delivery worker stopped");
+    }
+
+    async fn run_target(self, target: Target, mut shutdown: watch::Receiver<bool>) {
+        let notify = self.wake.of(&target.name);
+        let state = Arc::new(TargetState {
+            permits: Arc::new(Semaphore::new(target.max_in_flight)),
+            in_flight: Mutex::new(HashSet::new()),
+            failures_in_a_row: AtomicU32::new(0),
+            paused_until: Mutex::new(None),
+            next_send: tokio::sync::Mutex::new(Instant::now()),
+            target,
+        });
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let mut sends = JoinSet::new();
+        while !*shutdown.borrow() {
+            if let Err(e) = self.claim_and_send(&state, &mut sends).await {
+                tracing::warn!(target = %state.target.name, error = %e, "could not claim deliveries; retrying");
+            }
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                Some(_) = sends.join_next(), if !sends.is_empty() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let grace = state.target.timeout + Duration::from_secs(1);
+        if tokio::time::timeout(grace, async { while sends.join_next().await.is_some() {} }).await.is_err() {
+            sends.abort_all();
+        }
+        let unfinished: Vec<i64> = lock(&state.in_flight).iter().copied().collect();
+        if !unfinished.is_empty() {
+            if let Err(e) = self.store.release_claims(&unfinished, &self.worker_id, Utc::now()).await {
+                tracing::warn!(target = %state.target.name, error = %e, "could not release claims; their leases will expire");
+            }
+        }
+    }
+
+    /// Claims as many due deliveries as the target has free slots and starts sending them.
+    /// Returns how many were claimed.
+    async fn claim_and_send(
+        &self,
+        state: &Arc<TargetState>,
+        sends: &mut JoinSet<()>,
+    ) -> Result<usize, crate::store::StoreError> {
+        let target = &state.target;
+        let mut free = state.permits.available_permits();
+        if let Some(until) = *lock(&state.paused_until) {
+            if Instant::now() < until {
+                return Ok(0);
+            }
+            // Paused target: probe with one delivery until one succeeds.
+            free = free.min(1);
+        }
+        if free == 0 {
+            return Ok(0);
+        }
+        let now = Utc::now();
+        let lease = Duration::from_secs(self.settings.lease_secs).max(target.timeout + Duration::from_secs(30));
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(60));
+        let claimed = self
+            .store
+            .claim_deliveries(&target.name, target.ordered, now, lease_until, free as i64, &self.worker_id)
+            .await?;
+        let count = claimed.len();
+        for delivery in claimed {
+            let Ok(permit) = state.permits.clone().acquire_owned().await else { break };
+            lock(&state.in_flight).insert(delivery.id);
+            let worker = self.clone();
+            let state = state.clone();
+            sends.spawn(async move {
+                worker.deliver(&state, &delivery).await;
+                lock(&state.in_flight).remove(&delivery.id);
+                drop(permit);
+            });
+        }
+        Ok(count)
+    }
+
+    /// Sends one claimed delivery and records the outcome.
+    async fn deliver(&self, state: &TargetState, delivery: &ClaimedDelivery) {
+        let target = &state.target;
+        if let Some(interval) = target.min_interval {
+            let wait = {
+                let mut next = state.next_send.lock().await;
+                let start = (*next).max(Instant::now());
+                *next = start + interval;
+                start.saturating_duration_since(Instant::now())
+            };
+            tokio::time::sleep(wait).await;
+        }
+        let sent = self.send(target, delivery).await;
+        let now = Utc::now();
+        let after = if sent.delivered {
+            AfterAttempt::Delivered
+        } else {
+            let cap = Duration::from_secs(self.settings.retry_after_cap_secs);
+            let retry_after = sent.retry_after.map(|asked| asked.min(cap));
+            let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
+            match target.retry.next_attempt(attempts, delivery.retry_from, now, retry_after, random_jitter()) {
+                Some(at) => AfterAttempt::RetryAt(at),
+                None => AfterAttempt::Dead,
+            }
+        };
+        self.track_health(state, sent.delivered);
+        let attempt = Attempt {
+            delivery_id: delivery.id,
+            attempt: delivery.attempts,
+            worker: &self.worker_id,
+            started_at: sent.started_at,
+            latency_ms: sent.latency.as_millis().try_into().unwrap_or(i64::MAX),
+            status_code: sent.status.map(|s| i64::from(s.as_u16())),
+            error: sent.error.clone(),
+            response_snippet: sent.snippet,
+        };
+        match &after {
+            AfterAttempt::Delivered => {
+                tracing::debug!(target = %target.name, event_id = %delivery.event_id, "delivered")
+            }
+            AfterAttempt::RetryAt(at) => tracing::info!(target = %target.name, event_id = %delivery.event_id,
+                attempt = delivery.attempts, status = ?sent.status.map(|s| s.as_u16()), error = ?sent.error, retry_at = %at,
+                "delivery failed; will retry"),
+            AfterAttempt::Dead => tracing::warn!(target = %target.name, event_id = %delivery.event_id,
+                attempt = delivery.attempts, status = ?sent.status.map(|s| s.as_u16()), error = ?sent.error,
+                "delivery failed for good; it can be replayed"),
+        }
+        if let Err(e) = self.store.finish_attempt(&attempt, after, now).await {
+            // The lease will run out and the delivery will be sent again: at least once.
+            tracing::error!(target = %target.name, event_id = %delivery.event_id, error = %e, "could not record an attempt");
+        }
+    }
+
+    async fn send(&self, target: &Target, delivery: &ClaimedDelivery) -> Sent {
+        let body = serde_json::to_vec(&delivery.payload.0).unwrap_or_default();
+        let timestamp = Utc::now().timestamp();
+        let signature = signature_header(&target.keys, &delivery.event_id, timestamp, &body);
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let mut request = self
+            .client
+            .post(target.url.clone())
+            .timeout(target.timeout)
+            .headers(target.headers.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("webhook-id", &delivery.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature);
+        request = request.body(body);
+        match request.send().await {
+            Ok(mut response) => {
+                let status = response.status();
+                let retry_after = matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
+                    .then(|| response.headers().get(RETRY_AFTER).and_then(|v| parse_retry_after(v, Utc::now())))
+                    .flatten();
+                let mut snippet = Vec::new();
+                while snippet.len() < SNIPPET_BYTES {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => {
+                            snippet.extend_from_slice(&chunk[..chunk.len().min(SNIPPET_BYTES - snippet.len())])
+                        }
+                        _ => break,
+                    }
+                }
+                Sent {
+                    delivered: status.is_success(),
+                    status: Some(status),
+                    retry_after,
+                    error: (!status.is_success()).then(|| format!("HTTP {}", status.as_u16())),
+                    snippet: (!snippet.is_empty()).then(|| String::from_utf8_lossy(&snippet).into_owned()),
+                    started_at,
+                    latency: clock.elapsed(),
+                }
+            }
+            Err(e) => Sent {
+                delivered: false,
+                status: None,
+                retry_after: None,
+                // Without the URL: a target URL may carry a token of the receiver's.
+                error: Some(short_error(&e.without_url())),
+                snippet: None,
+                started_at,
+                latency: clock.elapsed(),
+            },
+        }
+    }
+
+    fn track_health(&self, state: &TargetState, delivered: bool) {
+        if delivered {
+            state.failures_in_a_row.store(0, Ordering::Relaxed);
+            *lock(&state.paused_until) = None;
+            return;
+        }
+        let failures = state.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= FAILURES_BEFORE_PAUSE {
+            let doublings = (failures - FAILURES_BEFORE_PAUSE).min(16);
+            let pause = Duration::from_secs(1u64 << doublings).min(MAX_PAUSE);
+            *lock(&state.paused_until) = Some(Instant::now() + pause);
+            tracing::warn!(target = %state.target.name, failures, pause_secs = pause.as_secs(), "target failing; pausing it");
+        }
+    }
+}
+
+struct Sent {
+    delivered: bool,
+    status: Option<StatusCode>,
+    retry_after: Option<Duration>,
+    error: Option<String>,
+    snippet: Option<String>,
+    started_at: DateTime<Utc>,
+    latency: Duration,
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+pub fn parse_retry_after(value: &HeaderValue, now: DateTime<Utc>) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
+    (at - now).to_std().ok()
+}
+
+fn short_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut text = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text.chars().take(300).collect()
+}
+
+fn worker_id() -> String {
+    let mut random = [0u8; 4];
+    let _ = getrandom::getrandom(&mut random);
+    format!("{}-{}", std::process::id(), hex::encode(random))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The data behind these locks stays consistent even if a holder panicked.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("120"), now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:29:00 GMT"), now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon"), now), None);
+    }
+}
