@@ -15,6 +15,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::account::Accounts;
+use crate::admin::{self, AdminState};
 use crate::config::Settings;
 use crate::fanout::worker::{DeliveryWorker, Wake};
 use crate::fanout::Targets;
@@ -50,7 +51,12 @@ impl Application {
         let intake = Intake { store: store.clone(), targets: targets.clone(), wake: wake.clone() };
         let worker = (settings.delivery.enabled && !targets.all().is_empty())
             .then(|| DeliveryWorker::new(store.clone(), targets, settings.delivery.clone(), wake.clone()));
-        Ok(Self { listener, router: router(settings, intake), store, worker, wake })
+        let admin = (!settings.admin.token.is_empty()).then(|| AdminState {
+            token: settings.admin.token.clone(),
+            store: store.clone(),
+            wake: wake.clone(),
+        });
+        Ok(Self { listener, router: router(settings, intake, admin), store, worker, wake })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -105,13 +111,14 @@ async fn listen_for_deliveries(pool: sqlx::PgPool, wake: Wake, mut stop: watch::
     }
 }
 
-pub fn router(settings: &Settings, intake: Intake) -> Router {
-    let ingest_state = IngestState {
-        accounts: Accounts::new(&settings.accounts),
-        intake,
-        body_limit: settings.server.body_limit_bytes,
-    };
-    ingest::routes(ingest_state)
+pub fn router(settings: &Settings, intake: Intake, admin: Option<AdminState>) -> Router {
+    let accounts = Accounts::new(&settings.accounts);
+    let ingest_state = IngestState { accounts, intake, body_limit: settings.server.body_limit_bytes };
+    let mut routes = ingest::routes(ingest_state);
+    if let Some(admin) = admin {
+        routes = routes.merge(admin::routes(admin));
+    }
+    routes
         .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             plain_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")

@@ -33,6 +33,14 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     #[serde(default)]
     pub targets: Vec<TargetSettings>,
+    pub admin: AdminSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Empty: the operator API is disabled.
+    pub token: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -237,6 +245,9 @@ impl Settings {
                 problems.push(format!("{key}.name: `{}` is already used by targets[{first}]", target.name));
             }
             problems.extend(crate::fanout::target::problems(target).into_iter().map(|p| format!("{key}.{p}")));
+        }
+        if !self.admin.token.is_empty() && self.admin.token.expose().chars().count() < 16 {
+            problems.push("admin.token: must be at least 16 characters (or empty to disable the admin API)".to_owned());
         }
         if self.delivery.poll_interval_ms == 0 || self.delivery.lease_secs == 0 {
             problems.push("delivery: lease_secs and poll_interval_ms must be greater than 0".to_owned());

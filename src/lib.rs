@@ -2,6 +2,7 @@
 //! answers `success` only after the commit.
 
 pub mod account;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -331,3 +331,37 @@ async fn two_replicas_on_postgres_deliver_every_event_exactly_once() {
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn a_target_failing_continuously_is_paused_and_probed_not_hammered() {
+    let db = common::sqlite().await;
+    let down = Receiver::start(Behaviour::AlwaysFail(500)).await;
+    let app = spawn(&db, &[target("down", &down, "max_attempts = 1000\nmax_in_flight = 8")]).await;
+    for id in 0..10 {
+        assert_acked(app.post(call(500 + id, "A")).await).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Without the pause: 10 deliveries retried every ~50 ms for 3 s, hundreds of requests.
+    let sent = down.requests().len();
+    assert!(sent <= 15, "a dead target got {sent} requests in 3 s");
+    down.set(Behaviour::Accept);
+    down.wait_delivered(10, Duration::from_secs(10)).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_delivery_finish() {
+    let db = common::sqlite().await;
+    let slow = Receiver::start(Behaviour::Slow(Duration::from_millis(800))).await;
+    let app = spawn(&db, &[target("slow", &slow, "")]).await;
+    assert_acked(app.post(sample("job_completed.json")).await).await;
+    // The receiver holds the request for 800 ms; stop while it is in flight.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.stop().await;
+    assert_eq!(slow.delivered().len(), 1, "the delivery in flight at shutdown finished");
+    let reopened = common::settings_with_accounts(&db.url, ACCOUNTS_TOML, &[]);
+    let app = TestApp::spawn_settings(db.backend, reopened).await;
+    let rows = app.store.deliveries(&DeliveryFilter::default()).await.unwrap();
+    assert_eq!(rows[0].status, "delivered");
+    app.stop().await;
+}

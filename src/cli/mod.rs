@@ -1,6 +1,7 @@
 //! The command line: a thin layer over the library. `serve` is the default.
 
 mod crypto;
+mod deliveries;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         action: crypto::CryptoCommand,
     },
+    /// List, show and replay downstream deliveries.
+    Deliveries {
+        #[command(subcommand)]
+        action: deliveries::DeliveriesCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -54,6 +60,7 @@ pub fn main() -> ExitCode {
             Command::Migrate => migrate(cli.config).await,
             Command::CheckConfig => check_config(cli.config),
             Command::Crypto { action } => crypto::run(action, cli.config.as_deref()),
+            Command::Deliveries { action } => deliveries::run(action, cli.config.as_deref()).await,
         }
     });
     match result {

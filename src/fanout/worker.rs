@@ -3,7 +3,6 @@
 //! target never holds up another: each has its own loop and its own concurrency.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,9 +20,10 @@ use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, Store};
 
 /// How much of a receiver's answer is kept with an attempt.
 const SNIPPET_BYTES: usize = 512;
-/// After this many failures in a row a target is paused as a whole, then probed one at a time.
+/// After this many failures in a row a target is paused as a whole, then probed one delivery at a
+/// time; each failed probe doubles the pause, up to `MAX_PAUSE`.
 const FAILURES_BEFORE_PAUSE: u32 = 5;
-const MAX_PAUSE: Duration = Duration::from_secs(300);
+const MAX_PAUSE: Duration = Duration::from_secs(60);
 
 /// Wakes the loops of targets that just got new deliveries. Cheap to clone.
 #[derive(Clone, Default)]
@@ -67,9 +67,36 @@ struct TargetState {
     target: Target,
     permits: Arc<Semaphore>,
     in_flight: Mutex<HashSet<i64>>,
-    failures_in_a_row: AtomicU32,
-    paused_until: Mutex<Option<Instant>>,
+    health: Mutex<Health>,
     next_send: tokio::sync::Mutex<Instant>,
+}
+
+/// A target's recent record, for pausing one that keeps failing.
+#[derive(Debug, Default)]
+struct Health {
+    failures_in_a_row: u32,
+    /// How many pauses in a row (each failed probe adds one).
+    pauses: u32,
+    paused_until: Option<Instant>,
+}
+
+impl Health {
+    fn record(&mut self, delivered: bool, now: Instant) -> Option<Duration> {
+        if delivered {
+            *self = Health::default();
+            return None;
+        }
+        self.failures_in_a_row += 1;
+        // Failures of deliveries that were already in flight when the pause began do not extend it.
+        let paused = self.paused_until.is_some_and(|until| now < until);
+        if self.failures_in_a_row < FAILURES_BEFORE_PAUSE || paused {
+            return None;
+        }
+        let pause = Duration::from_secs(1u64 << self.pauses.min(16)).min(MAX_PAUSE);
+        self.pauses += 1;
+        self.paused_until = Some(now + pause);
+        Some(pause)
+    }
 }
 
 impl DeliveryWorker {
@@ -105,8 +132,7 @@ impl DeliveryWorker {
         let state = Arc::new(TargetState {
             permits: Arc::new(Semaphore::new(target.max_in_flight)),
             in_flight: Mutex::new(HashSet::new()),
-            failures_in_a_row: AtomicU32::new(0),
-            paused_until: Mutex::new(None),
+            health: Mutex::new(Health::default()),
             next_send: tokio::sync::Mutex::new(Instant::now()),
             target,
         });
@@ -144,7 +170,8 @@ impl DeliveryWorker {
     ) -> Result<usize, crate::store::StoreError> {
         let target = &state.target;
         let mut free = state.permits.available_permits();
-        if let Some(until) = *lock(&state.paused_until) {
+        let paused_until = lock(&state.health).paused_until;
+        if let Some(until) = paused_until {
             if Instant::now() < until {
                 return Ok(0);
             }
@@ -284,17 +311,10 @@ impl DeliveryWorker {
     }
 
     fn track_health(&self, state: &TargetState, delivered: bool) {
-        if delivered {
-            state.failures_in_a_row.store(0, Ordering::Relaxed);
-            *lock(&state.paused_until) = None;
-            return;
-        }
-        let failures = state.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= FAILURES_BEFORE_PAUSE {
-            let doublings = (failures - FAILURES_BEFORE_PAUSE).min(16);
-            let pause = Duration::from_secs(1u64 << doublings).min(MAX_PAUSE);
-            *lock(&state.paused_until) = Some(Instant::now() + pause);
-            tracing::warn!(target = %state.target.name, failures, pause_secs = pause.as_secs(), "target failing; pausing it");
+        let pause = lock(&state.health).record(delivered, Instant::now());
+        if let Some(pause) = pause {
+            tracing::warn!(target = %state.target.name, pause_ms = pause.as_millis() as u64,
+                "target keeps failing; pausing it, then probing with one delivery");
         }
     }
 }
@@ -350,6 +370,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_target_is_paused_longer_after_each_failed_probe_and_resumed_by_a_success() {
+        let mut health = Health::default();
+        let start = Instant::now();
+        let pauses: Vec<Option<Duration>> = (0..5).map(|_| health.record(false, start)).collect();
+        assert_eq!(pauses[..4], [None; 4]);
+        assert_eq!(pauses[4], Some(Duration::from_secs(1)));
+        assert_eq!(health.record(false, start), None, "in-flight failures do not extend a pause");
+        let probe = start + Duration::from_secs(1);
+        assert_eq!(health.record(false, probe), Some(Duration::from_secs(2)));
+        let probe = probe + Duration::from_secs(2);
+        assert_eq!(health.record(false, probe), Some(Duration::from_secs(4)));
+        assert_eq!(health.record(true, probe), None);
+        assert!(health.paused_until.is_none() && health.failures_in_a_row == 0);
+        let mut worst = Health { failures_in_a_row: 100, pauses: 30, paused_until: None };
+        assert_eq!(worst.record(false, probe), Some(MAX_PAUSE));
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

@@ -221,6 +221,9 @@ macro_rules! backend {
                         d.last_status_code, d.last_error, d.created_at, d.updated_at, d.delivered_at \
                      FROM deliveries d JOIN events e ON e.id = d.event_id WHERE 1 = 1",
                 );
+                if let Some(id) = filter.id {
+                    query.push(" AND d.id = ").push_bind(id);
+                }
                 if let Some(target) = &filter.target {
                     query.push(" AND d.target = ").push_bind(target);
                 }
@@ -272,8 +275,37 @@ macro_rules! backend {
                 if let Some(since) = filter.since {
                     query.push(" AND created_at >= ").push_bind(since);
                 }
-                let done = query.build().execute(pool).await?;
+                if let Some(id) = filter.id {
+                    query.push(" AND id = ").push_bind(id);
+                }
+                let mut tx = pool.begin().await?;
+                let done = query.build().execute(&mut *tx).await?;
+                let notify: Option<&str> = $notify;
+                if let (Some(notify), true) = (notify, done.rows_affected() > 0) {
+                    sqlx::query(notify).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
                 Ok(done.rows_affected())
+            }
+
+            pub async fn events(pool: &Pool<Db>, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+                let mut query = QueryBuilder::<Db>::new(
+                    "SELECT id, account, type AS event_type, created_at, payload FROM events WHERE 1 = 1",
+                );
+                if let Some(id) = &filter.id {
+                    query.push(" AND id = ").push_bind(id);
+                }
+                if let Some(account) = &filter.account {
+                    query.push(" AND account = ").push_bind(account);
+                }
+                if let Some(event_type) = &filter.event_type {
+                    query.push(" AND type = ").push_bind(event_type);
+                }
+                if let Some(since) = filter.since {
+                    query.push(" AND created_at >= ").push_bind(since);
+                }
+                query.push(" ORDER BY created_at, id LIMIT ").push_bind(filter.limit.unwrap_or(100));
+                Ok(query.build_query_as().fetch_all(pool).await?)
             }
 
             pub async fn record_rejected(

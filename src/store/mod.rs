@@ -17,8 +17,8 @@ use crate::fanout::Outbound;
 use crate::platform::callback::Callback;
 
 pub use model::{
-    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, InboxEntry, StoredCall, StoredJob,
-    StoredSmsMessage, StoredTurn,
+    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventRow, InboxEntry,
+    StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
 };
 
 /// The Postgres channel on which a commit that adds deliveries wakes every replica's worker.
@@ -198,6 +198,10 @@ impl Store {
 
     pub async fn delivery_attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
         on_backend!(self, delivery_attempts(delivery_id))
+    }
+
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+        on_backend!(self, events(filter))
     }
 
     /// Makes the matching delivered or dead deliveries due again; returns how many.

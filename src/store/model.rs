@@ -103,7 +103,7 @@ pub struct ClaimedDelivery {
     pub payload: Json<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct DeliveryRow {
     pub id: i64,
     pub event_id: String,
@@ -120,7 +120,7 @@ pub struct DeliveryRow {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct AttemptRow {
     pub attempt: i64,
     pub worker: String,
@@ -134,6 +134,7 @@ pub struct AttemptRow {
 /// Which deliveries to list; every field narrows.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
+    pub id: Option<i64>,
     pub target: Option<String>,
     pub status: Option<String>,
     pub event_type: Option<String>,
@@ -161,4 +162,24 @@ pub enum AfterAttempt {
     Delivered,
     RetryAt(DateTime<Utc>),
     Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: String,
+    pub account: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    pub payload: Json<Value>,
+}
+
+/// Which events to list; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub id: Option<String>,
+    pub account: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
 }

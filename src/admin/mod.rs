@@ -1,0 +1,196 @@
+//! The operator API under `/admin`: list events and deliveries, show one with its attempts,
+//! replay. Bearer-token protected; absent (404) when no token is configured.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::fanout::worker::Wake;
+use crate::secret::Secret;
+use crate::store::{DeliveryFilter, EventFilter, Store, StoreError};
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub token: Secret,
+    pub store: Store,
+    pub wake: Wake,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("storage unavailable: {0}")]
+    Storage(#[from] StoreError),
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AdminError::Storage(e) => {
+                tracing::error!(error = %e, "admin request failed on storage");
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+        };
+        let message = match &self {
+            AdminError::Storage(_) => "storage unavailable; retry later".to_owned(),
+            other => other.to_string(),
+        };
+        (status, Json(json!({ "error": code, "message": message }))).into_response()
+    }
+}
+
+pub fn routes(state: AdminState) -> Router {
+    Router::new()
+        .route("/admin/events", get(list_events))
+        .route("/admin/deliveries", get(list_deliveries))
+        .route("/admin/deliveries/{id}", get(show_delivery))
+        .route("/admin/deliveries/{id}/replay", post(replay_delivery))
+        .route("/admin/targets/{target}/replay", post(replay_target))
+        .with_state(state)
+}
+
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if state.token.matches(given.as_bytes()) {
+        Ok(())
+    } else {
+        Err(AdminError::Unauthorized)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    account: Option<String>,
+    target: Option<String>,
+    status: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    event_id: Option<String>,
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+fn since(text: Option<&str>) -> Result<Option<DateTime<Utc>>, AdminError> {
+    text.map(|t| {
+        DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| AdminError::BadRequest(format!("since: `{t}` is not an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+fn limit(value: Option<i64>) -> Result<Option<i64>, AdminError> {
+    match value {
+        Some(n) if !(1..=1000).contains(&n) => Err(AdminError::BadRequest("limit: must be 1 to 1000".into())),
+        other => Ok(other),
+    }
+}
+
+async fn list_events(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, AdminError> {
+    authorize(&state, &headers)?;
+    let filter = EventFilter {
+        id: query.event_id,
+        account: query.account,
+        event_type: query.event_type,
+        since: since(query.since.as_deref())?,
+        limit: limit(query.limit)?,
+    };
+    Ok(Json(state.store.events(&filter).await?).into_response())
+}
+
+async fn list_deliveries(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, AdminError> {
+    authorize(&state, &headers)?;
+    let filter = DeliveryFilter {
+        id: None,
+        target: query.target,
+        status: query.status,
+        event_type: query.event_type,
+        event_id: query.event_id,
+        since: since(query.since.as_deref())?,
+        limit: limit(query.limit)?,
+    };
+    Ok(Json(state.store.deliveries(&filter).await?).into_response())
+}
+
+async fn show_delivery(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, AdminError> {
+    authorize(&state, &headers)?;
+    let filter = DeliveryFilter { id: Some(id), ..Default::default() };
+    let delivery = state.store.deliveries(&filter).await?.pop().ok_or(AdminError::NotFound("no such delivery"))?;
+    let attempts = state.store.delivery_attempts(id).await?;
+    let event = state.store.events(&EventFilter { id: Some(delivery.event_id.clone()), ..Default::default() }).await?;
+    let payload = event.into_iter().next().map(|e| e.payload.0);
+    Ok(Json(json!({ "delivery": delivery, "attempts": attempts, "payload": payload })).into_response())
+}
+
+async fn replay_delivery(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, AdminError> {
+    authorize(&state, &headers)?;
+    let filter = DeliveryFilter { id: Some(id), ..Default::default() };
+    let delivery = state.store.deliveries(&filter).await?.pop().ok_or(AdminError::NotFound("no such delivery"))?;
+    let replayed = state.store.replay(&filter, Utc::now()).await?;
+    state.wake.targets([&delivery.target]);
+    tracing::info!(delivery = id, target = %delivery.target, replayed, "replay requested");
+    Ok(Json(json!({ "replayed": replayed })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplayQuery {
+    since: Option<String>,
+    /// `dead` (default) or `delivered`.
+    status: Option<String>,
+}
+
+async fn replay_target(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(target): Path<String>,
+    Query(query): Query<ReplayQuery>,
+) -> Result<Response, AdminError> {
+    authorize(&state, &headers)?;
+    let status = query.status.unwrap_or_else(|| "dead".into());
+    if !matches!(status.as_str(), "dead" | "delivered") {
+        return Err(AdminError::BadRequest("status: must be dead or delivered".into()));
+    }
+    let filter = DeliveryFilter {
+        target: Some(target.clone()),
+        status: Some(status),
+        since: since(query.since.as_deref())?,
+        ..Default::default()
+    };
+    let replayed = state.store.replay(&filter, Utc::now()).await?;
+    state.wake.targets([&target]);
+    tracing::info!(%target, replayed, "replay of a target requested");
+    Ok(Json(json!({ "replayed": replayed })).into_response())
+}
