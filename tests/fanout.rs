@@ -365,3 +365,59 @@ async fn shutdown_lets_an_in_flight_delivery_finish() {
     assert_eq!(rows[0].status, "delivered");
     app.stop().await;
 }
+
+/// A relay whose worker would only poll every 10 s: prompt delivery proves the wake-up.
+async fn spawn_slow_polling(db: &TestDb, targets: &[String], worker: bool) -> TestApp {
+    let config = format!("{ACCOUNTS_TOML}\n{}", targets.join("\n"));
+    let enabled = if worker { "true" } else { "false" };
+    let overrides = [("TANYI_RELAY__DELIVERY__POLL_INTERVAL_MS", "10000"), ("TANYI_RELAY__DELIVERY__ENABLED", enabled)];
+    TestApp::spawn_settings(db.backend, common::settings_with_accounts(&db.url, &config, &overrides)).await
+}
+
+#[tokio::test]
+async fn a_commit_wakes_the_worker_without_waiting_for_a_poll() {
+    for db in databases().await {
+        let crm = Receiver::start(Behaviour::Accept).await;
+        let app = spawn_slow_polling(&db, &[target("crm", &crm, "")], true).await;
+        // Let the worker finish its first look and go to sleep.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        assert_acked(app.post(sample("job_completed.json")).await).await;
+        crm.wait_delivered(1, SOON).await;
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}: took {:?}", db.backend, started.elapsed());
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn on_postgres_a_commit_on_one_replica_wakes_the_worker_of_another() {
+    let Some(admin_url) = common::postgres_url() else {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI must run the NOTIFY test");
+        return;
+    };
+    let db = common::postgres(&admin_url).await;
+    let crm = Receiver::start(Behaviour::Accept).await;
+    let ingest_only = spawn_slow_polling(&db, &[target("crm", &crm, "")], false).await;
+    let delivering = spawn_slow_polling(&db, &[target("crm", &crm, "")], true).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert_acked(ingest_only.post(sample("job_completed.json")).await).await;
+    crm.wait_delivered(1, SOON).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    ingest_only.stop().await;
+    delivering.stop().await;
+}
+
+#[tokio::test]
+async fn a_redirect_is_a_failure_and_is_not_followed() {
+    let db = common::sqlite().await;
+    let elsewhere = Receiver::start(Behaviour::Accept).await;
+    let moved = Receiver::start(Behaviour::Redirect(elsewhere.url.clone())).await;
+    let app = spawn(&db, &[target("moved", &moved, "max_attempts = 1")]).await;
+    assert_acked(app.post(sample("job_completed.json")).await).await;
+    let dead = wait_for_status(&app, "dead").await;
+    assert_eq!(dead[0].last_status_code, Some(307));
+    assert_eq!(moved.requests().len(), 1);
+    assert!(elsewhere.requests().is_empty(), "signed data must not follow a redirect");
+    app.stop().await;
+}

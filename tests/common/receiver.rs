@@ -28,6 +28,8 @@ pub enum Behaviour {
     AlwaysFail(u16),
     /// Hold every request this long before answering 200.
     Slow(Duration),
+    /// Answer 307 with this `Location`.
+    Redirect(String),
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +120,10 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         .all(|secret| standardwebhooks::Webhook::new(secret).expect("test secret").verify(&body, &headers).is_ok());
     let earlier = shared.requests.lock().unwrap().len();
     let behaviour = shared.behaviour.lock().unwrap().clone();
+    let location = match &behaviour {
+        Behaviour::Redirect(to) => Some(to.clone()),
+        _ => None,
+    };
     let (status, retry_after) = match behaviour {
         Behaviour::Accept => (200, None),
         Behaviour::FailFirst { count, status, retry_after } if earlier < count => (status, retry_after),
@@ -127,6 +133,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             tokio::time::sleep(delay).await;
             (200, None)
         }
+        Behaviour::Redirect(_) => (307, None),
     };
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     shared.requests.lock().unwrap().push(Request {
@@ -138,6 +145,9 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         answered: status,
     });
     let mut response = (StatusCode::from_u16(status).unwrap(), "answer from the test receiver").into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert("location", location.parse().unwrap());
+    }
     if let Some(seconds) = retry_after {
         response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
     }
