@@ -151,6 +151,35 @@ pub struct AccountSettings {
     /// In encrypted mode, also accept plain `?key=` posts (while migrating between modes).
     #[serde(default)]
     pub allow_plain: bool,
+    /// Credentials for the platform's REST API, for reconciliation and the `api` command.
+    #[serde(default)]
+    pub api: Option<ApiSettings>,
+    /// Backfill a job's lost calls when its completion arrives. Default: on when `api` is set.
+    #[serde(default)]
+    pub reconcile_on_job_completed: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    pub base_url: String,
+    pub app_key: String,
+    pub app_secret: Secret,
+    pub tenant_sign: String,
+    #[serde(default = "default_api_version")]
+    pub version: String,
+    #[serde(default = "default_api_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub max_requests_per_second: Option<f64>,
+}
+
+fn default_api_version() -> String {
+    "v1".to_owned()
+}
+
+fn default_api_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_utc_offset() -> String {
@@ -234,6 +263,19 @@ impl Settings {
                     "{key}.callback_key: the public development key cannot be used when {ENVIRONMENT_VAR}=production"
                 ));
             }
+            if let Some(api) = &account.api {
+                if !(api.base_url.starts_with("http://") || api.base_url.starts_with("https://")) {
+                    problems.push(format!("{key}.api.base_url: `{}` is not an http(s) URL", api.base_url));
+                }
+                if api.app_key.is_empty() || api.app_secret.is_empty() {
+                    problems.push(format!("{key}.api: app_key and app_secret are required"));
+                }
+                if api.timeout_ms == 0 || api.max_requests_per_second.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                    problems.push(format!("{key}.api: timeout_ms and max_requests_per_second must be positive"));
+                }
+            } else if account.reconcile_on_job_completed == Some(true) {
+                problems.push(format!("{key}.reconcile_on_job_completed: needs [accounts.api]"));
+            }
             if parse_utc_offset(&account.utc_offset).is_none() {
                 problems.push(format!("{key}.utc_offset: `{}` is not an offset like +08:00", account.utc_offset));
             }
@@ -280,6 +322,10 @@ impl AccountSettings {
             (Some(token), Some(key)) => Some(CallbackCrypto::new(token.expose(), key.expose(), &self.receive_id)),
             _ => None,
         }
+    }
+
+    pub fn reconciles(&self) -> bool {
+        self.api.is_some() && self.reconcile_on_job_completed.unwrap_or(true)
     }
 
     /// Whether plain `?key=` callbacks are accepted.

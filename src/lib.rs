@@ -10,5 +10,6 @@ pub mod fanout;
 pub mod ingest;
 pub mod platform;
 pub mod secret;
+pub mod sim;
 pub mod store;
 pub mod telemetry;

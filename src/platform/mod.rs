@@ -2,6 +2,8 @@
 //! to read them off the wire. Nothing here touches the database or HTTP.
 
 pub mod callback;
+pub mod client;
 pub mod crypto;
 pub mod localtime;
+pub mod signing;
 pub mod xml;
