@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -17,8 +18,9 @@ use tracing::Level;
 use crate::account::Accounts;
 use crate::admin::{self, AdminState};
 use crate::config::Settings;
-use crate::fanout::worker::{DeliveryWorker, Wake};
+use crate::fanout::worker::{DeliveryWorker, InternalConsumer, Wake};
 use crate::fanout::Targets;
+use crate::followup::FollowUps;
 use crate::ingest::{self, plain_error, IngestState, Intake};
 use crate::store::{Store, StoreError, DELIVERY_CHANNEL};
 
@@ -46,11 +48,15 @@ impl Application {
         }
         let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-        let targets = Targets::new(&settings.targets);
+        let reconciling: Vec<&str> =
+            settings.accounts.iter().filter(|a| a.reconciles()).map(|a| a.name.as_str()).collect();
+        let targets = Targets::new(&settings.targets, &reconciling);
         let wake = Wake::new(&targets);
         let intake = Intake { store: store.clone(), targets: targets.clone(), wake: wake.clone() };
-        let worker = (settings.delivery.enabled && !targets.all().is_empty())
-            .then(|| DeliveryWorker::new(store.clone(), targets, settings.delivery.clone(), wake.clone()));
+        let follow_ups: Arc<dyn InternalConsumer> = Arc::new(FollowUps::new(&settings.accounts, intake.clone()));
+        let worker = (settings.delivery.enabled && !targets.all().is_empty()).then(|| {
+            DeliveryWorker::new(store.clone(), targets, settings.delivery.clone(), wake.clone(), Some(follow_ups))
+        });
         let admin = (!settings.admin.token.is_empty()).then(|| AdminState {
             token: settings.admin.token.clone(),
             store: store.clone(),

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod fanout;
+pub mod followup;
 pub mod ingest;
 pub mod platform;
 pub mod secret;

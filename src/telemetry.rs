@@ -7,7 +7,15 @@ const DEFAULT_FILTER: &str = "info,sqlx=warn";
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // A second init (tests start several apps in one process) is harmless, so its error is ignored.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    // Logs go to stderr: stdout is for what commands print (JSON that scripts read). Colour only on
+    // a terminal, never in files and log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// `17751279857` → `177****9857`: enough to recognise a number in a support case, not to call it.

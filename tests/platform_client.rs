@@ -77,17 +77,14 @@ async fn paging_through_a_thousand_records_sees_each_once() {
     let api = client(&platform, &base, None);
     let mut ids = HashSet::new();
     let mut pages = 0;
-    let seen = api
-        .for_each_call_record_page(7, |records| {
-            pages += 1;
-            for record in records {
-                assert!(ids.insert(record["callRecordId"].as_i64().unwrap()), "a record came twice");
-            }
-            async { Ok::<(), ApiError>(()) }
-        })
-        .await
-        .unwrap();
-    assert_eq!((seen, ids.len(), pages), (1000, 1000, 10));
+    let mut cursor = api.call_record_pages(7);
+    while let Some(records) = cursor.next().await.unwrap() {
+        pages += 1;
+        for record in records {
+            assert!(ids.insert(record["callRecordId"].as_i64().unwrap()), "a record came twice");
+        }
+    }
+    assert_eq!((ids.len(), pages), (1000, 10));
 }
 
 #[tokio::test]

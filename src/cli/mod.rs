@@ -2,6 +2,7 @@
 
 mod crypto;
 mod deliveries;
+mod platform;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,25 @@ enum Command {
         #[command(subcommand)]
         action: deliveries::DeliveriesCommand,
     },
+    /// Call the platform's REST API as ACCOUNT (needs its [accounts.api] settings); prints JSON.
+    Api {
+        account: String,
+        #[command(subcommand)]
+        action: platform::ApiCommand,
+    },
+    /// Backfill the calls of a job that the relay never received.
+    Reconcile { account: String, job_id: i64 },
+    /// Serve a mock of the platform's REST API (for trying the relay without the platform).
+    MockPlatform {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 3)]
+        jobs: u32,
+        #[arg(long, default_value_t = 250)]
+        calls_per_job: u32,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -61,6 +81,13 @@ pub fn main() -> ExitCode {
             Command::CheckConfig => check_config(cli.config),
             Command::Crypto { action } => crypto::run(action, cli.config.as_deref()),
             Command::Deliveries { action } => deliveries::run(action, cli.config.as_deref()).await,
+            Command::Api { account, action } => platform::api(&account, action, cli.config.as_deref()).await,
+            Command::Reconcile { account, job_id } => {
+                platform::reconcile(&account, job_id, cli.config.as_deref()).await
+            }
+            Command::MockPlatform { listen, seed, jobs, calls_per_job } => {
+                platform::mock_platform(&listen, seed, jobs, calls_per_job).await
+            }
         }
     });
     match result {

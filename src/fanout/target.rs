@@ -17,9 +17,20 @@ use crate::platform::callback::{intent_grade, Callback, Event};
 const RESERVED_HEADERS: [&str; 6] =
     ["webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host"];
 
+/// Where a target's deliveries go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A downstream webhook.
+    Webhook,
+    /// Inside the relay: backfill the completed job's lost calls from the platform's API. Riding on
+    /// the delivery queue gives it the same lease, retries, dead letters and replay.
+    Reconcile { account: String },
+}
+
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
+    pub kind: TargetKind,
     pub url: Url,
     pub keys: Vec<Vec<u8>>,
     events: HashSet<EventType>,
@@ -99,6 +110,7 @@ impl Target {
         }
         Some(Target {
             name: settings.name.clone(),
+            kind: TargetKind::Webhook,
             url: Url::parse(&settings.url).ok()?,
             keys: settings.secrets.iter().filter_map(|s| decode_secret(s.expose())).collect(),
             events: settings.events.iter().filter_map(|e| EventType::parse(e)).collect(),
@@ -116,6 +128,27 @@ impl Target {
             min_interval: settings.max_requests_per_second.map(|rps| Duration::from_secs_f64(1.0 / rps)),
             ordered: settings.ordered,
         })
+    }
+
+    /// The reconciler of one account: wants that account's job completions.
+    pub fn reconciler(account: &str) -> Target {
+        Target {
+            name: format!("reconcile.{account}"),
+            kind: TargetKind::Reconcile { account: account.to_owned() },
+            url: Url::parse("relay://reconcile").expect("a static URL"),
+            keys: Vec::new(),
+            events: HashSet::from([EventType::JobCompleted]),
+            accounts: HashSet::from([account.to_owned()]),
+            intent_levels: Vec::new(),
+            result_statuses: Vec::new(),
+            headers: HeaderMap::new(),
+            // Paging a large job takes a while; the lease follows from this.
+            timeout: Duration::from_secs(600),
+            retry: RetryPolicy::new(Some(&[30.0, 120.0, 600.0, 1800.0, 3600.0]), Some(12), 28.0 * 3600.0),
+            max_in_flight: 2,
+            min_interval: None,
+            ordered: false,
+        }
     }
 
     /// Whether this target wants an event. Intent and result filters concern calls only.
@@ -142,8 +175,11 @@ impl Target {
 pub struct Targets(Arc<Vec<Target>>);
 
 impl Targets {
-    pub fn new(settings: &[TargetSettings]) -> Targets {
-        Targets(Arc::new(settings.iter().filter_map(Target::from_settings).collect()))
+    /// The configured webhooks, plus one reconciler per account in `reconciling_accounts`.
+    pub fn new(settings: &[TargetSettings], reconciling_accounts: &[&str]) -> Targets {
+        let webhooks = settings.iter().filter_map(Target::from_settings);
+        let reconcilers = reconciling_accounts.iter().map(|account| Target::reconciler(account));
+        Targets(Arc::new(webhooks.chain(reconcilers).collect()))
     }
 
     pub fn all(&self) -> &[Target] {

@@ -3,6 +3,8 @@
 //! target never holds up another: each has its own loop and its own concurrency.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,8 +16,9 @@ use tokio::task::JoinSet;
 
 use super::retry::random_jitter;
 use super::signing::signature_header;
-use super::target::{Target, Targets};
+use super::target::{Target, TargetKind, Targets};
 use crate::config::DeliverySettings;
+use crate::platform::client::describe_http_error;
 use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, Store};
 
 /// How much of a receiver's answer is kept with an attempt.
@@ -52,10 +55,21 @@ impl Wake {
     }
 }
 
+/// Consumes the deliveries of targets inside the relay (`TargetKind::Reconcile`). Returns a short
+/// report on success; an error is a failed attempt, retried like any other.
+pub trait InternalConsumer: Send + Sync {
+    fn consume<'a>(
+        &'a self,
+        target: &'a Target,
+        payload: &'a serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+}
+
 #[derive(Clone)]
 pub struct DeliveryWorker {
     store: Store,
     targets: Targets,
+    internal: Option<Arc<dyn InternalConsumer>>,
     client: reqwest::Client,
     worker_id: String,
     settings: DeliverySettings,
@@ -100,14 +114,20 @@ impl Health {
 }
 
 impl DeliveryWorker {
-    pub fn new(store: Store, targets: Targets, settings: DeliverySettings, wake: Wake) -> DeliveryWorker {
+    pub fn new(
+        store: Store,
+        targets: Targets,
+        settings: DeliverySettings,
+        wake: Wake,
+        internal: Option<Arc<dyn InternalConsumer>>,
+    ) -> DeliveryWorker {
         let client = reqwest::Client::builder()
             // A redirect is a failure: following one would send signed data somewhere unconfigured.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tanyi-relay/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with static settings");
-        DeliveryWorker { store, targets, client, worker_id: worker_id(), settings, wake }
+        DeliveryWorker { store, targets, internal, client, worker_id: worker_id(), settings, wake }
     }
 
     pub fn worker_id(&self) -> &str {
@@ -149,7 +169,12 @@ impl DeliveryWorker {
                 _ = shutdown.changed() => {}
             }
         }
-        let grace = state.target.timeout + Duration::from_secs(1);
+        // Webhooks in flight may finish; internal work is idempotent, so it stops at once and
+        // its claims are handed back for the next run.
+        let grace = match state.target.kind {
+            TargetKind::Webhook => state.target.timeout + Duration::from_secs(1),
+            TargetKind::Reconcile { .. } => Duration::ZERO,
+        };
         if tokio::time::timeout(grace, async { while sends.join_next().await.is_some() {} }).await.is_err() {
             sends.abort_all();
         }
@@ -257,6 +282,9 @@ impl DeliveryWorker {
     }
 
     async fn send(&self, target: &Target, delivery: &ClaimedDelivery) -> Sent {
+        if target.kind != TargetKind::Webhook {
+            return self.consume_internally(target, delivery).await;
+        }
         let body = serde_json::to_vec(&delivery.payload.0).unwrap_or_default();
         let timestamp = Utc::now().timestamp();
         let signature = signature_header(&target.keys, &delivery.event_id, timestamp, &body);
@@ -302,12 +330,26 @@ impl DeliveryWorker {
                 status: None,
                 retry_after: None,
                 // Without the URL: a target URL may carry a token of the receiver's.
-                error: Some(short_error(&e.without_url())),
+                error: Some(describe_http_error(&e.without_url())),
                 snippet: None,
                 started_at,
                 latency: clock.elapsed(),
             },
         }
+    }
+
+    async fn consume_internally(&self, target: &Target, delivery: &ClaimedDelivery) -> Sent {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let result = match &self.internal {
+            Some(consumer) => consumer.consume(target, &delivery.payload.0).await,
+            None => Err("no internal consumer is running".to_owned()),
+        };
+        let (delivered, error, snippet) = match result {
+            Ok(report) => (true, None, Some(report)),
+            Err(error) => (false, Some(error), None),
+        };
+        Sent { delivered, status: None, retry_after: None, error, snippet, started_at, latency: clock.elapsed() }
     }
 
     fn track_health(&self, state: &TargetState, delivered: bool) {
@@ -337,23 +379,6 @@ pub fn parse_retry_after(value: &HeaderValue, now: DateTime<Utc>) -> Option<Dura
     }
     let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
     (at - now).to_std().ok()
-}
-
-fn short_error(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timeout"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut text = format!("{kind}: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text.chars().take(300).collect()
 }
 
 fn worker_id() -> String {

@@ -166,25 +166,9 @@ impl PlatformClient {
         self.read("POST", "callRecord/getCallRecordInfoList", &[], Some(body)).await
     }
 
-    /// Every finished call of a job, page by page (100 a page), handed to `each_page` in order.
-    pub async fn for_each_call_record_page<F, Fut, E>(&self, robot_call_job_id: i64, mut each_page: F) -> Result<u64, E>
-    where
-        F: FnMut(Vec<Value>) -> Fut,
-        Fut: std::future::Future<Output = Result<(), E>>,
-        E: From<ApiError>,
-    {
-        let mut page = 1;
-        let mut seen = 0;
-        loop {
-            let current = self.get_call_record_page(robot_call_job_id, page, MAX_PAGE_SIZE).await?;
-            let last = current.content.is_empty() || page >= current.pages;
-            seen += current.content.len() as u64;
-            each_page(current.content).await?;
-            if last {
-                return Ok(seen);
-            }
-            page += 1;
-        }
+    /// Every finished call of a job, as a cursor over pages of 100.
+    pub fn call_record_pages(&self, robot_call_job_id: i64) -> CallRecordPages<'_> {
+        CallRecordPages { client: self, robot_call_job_id, next_page: Some(1) }
     }
 
     pub async fn call_detail(&self, call_record_id: i64) -> Result<Value, ApiError> {
@@ -254,9 +238,10 @@ impl PlatformClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json;charset=utf-8")
                 .body(serde_json::to_vec(body).unwrap_or_default());
         }
-        let response = request.send().await.map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let network = |e: reqwest::Error| ApiError::Network(describe_http_error(&e.without_url()));
+        let response = request.send().await.map_err(network)?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let text = response.text().await.map_err(network)?;
         let envelope: Envelope = match serde_json::from_str(&text) {
             Ok(envelope) => envelope,
             Err(_) if !status.is_success() => return Err(ApiError::Http(status.as_u16())),
@@ -284,4 +269,39 @@ impl PlatformClient {
         };
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Pages through a job's finished calls: `while let Some(records) = pages.next().await? { … }`.
+pub struct CallRecordPages<'a> {
+    client: &'a PlatformClient,
+    robot_call_job_id: i64,
+    next_page: Option<u32>,
+}
+
+impl CallRecordPages<'_> {
+    pub async fn next(&mut self) -> Result<Option<Vec<Value>>, ApiError> {
+        let Some(page) = self.next_page else { return Ok(None) };
+        let current = self.client.get_call_record_page(self.robot_call_job_id, page, MAX_PAGE_SIZE).await?;
+        self.next_page = (!current.content.is_empty() && page < current.pages).then_some(page + 1);
+        Ok((!current.content.is_empty()).then_some(current.content))
+    }
+}
+
+/// A short, URL-free description of a failed HTTP request, with its causes (reqwest's own message
+/// is only "error sending request").
+pub fn describe_http_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut text = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text.chars().take(300).collect()
 }

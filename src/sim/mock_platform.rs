@@ -33,6 +33,8 @@ pub struct MockConfig {
     pub tenant_sign: String,
     /// (robotCallJobId, number of finished calls)
     pub jobs: Vec<(i64, u32)>,
+    /// Added to every call-list page: makes a long reconciliation for tests of interruptions.
+    pub page_delay: std::time::Duration,
 }
 
 impl MockConfig {
@@ -43,6 +45,7 @@ impl MockConfig {
             app_secret: "mockAppSecret0000000000000000001".into(),
             tenant_sign: "mock-tenant".into(),
             jobs,
+            page_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -309,6 +312,7 @@ async fn call_records(State(mock): State<MockPlatform>, headers: HeaderMap, Json
         return Err(refused);
     }
     let job = body["robotCallJobId"].as_i64().ok_or_else(|| envelope(412, Value::Null, "robotCallJobId必填"))?;
+    tokio::time::sleep(mock.config.page_delay).await;
     let calls = mock.calls_of(job).unwrap_or(0);
     let records: Vec<Value> = (0..calls)
         .map(|index| {

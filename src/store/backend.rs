@@ -288,6 +288,26 @@ macro_rules! backend {
                 Ok(done.rows_affected())
             }
 
+            pub async fn existing_call_ids(
+                pool: &Pool<Db>,
+                account: &str,
+                ids: &[i64],
+            ) -> Result<std::collections::HashSet<i64>, StoreError> {
+                let mut found = std::collections::HashSet::new();
+                for chunk in ids.chunks(ROWS_PER_INSERT) {
+                    let mut query = QueryBuilder::<Db>::new("SELECT call_record_id FROM call_records WHERE account = ");
+                    query.push_bind(account).push(" AND call_record_id IN (");
+                    let mut list = query.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    query.push(")");
+                    let rows: Vec<(i64,)> = query.build_query_as().fetch_all(pool).await?;
+                    found.extend(rows.into_iter().map(|(id,)| id));
+                }
+                Ok(found)
+            }
+
             pub async fn events(pool: &Pool<Db>, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
                 let mut query = QueryBuilder::<Db>::new(
                     "SELECT id, account, type AS event_type, created_at, payload FROM events WHERE 1 = 1",

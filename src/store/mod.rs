@@ -200,6 +200,15 @@ impl Store {
         on_backend!(self, delivery_attempts(delivery_id))
     }
 
+    /// Which of `ids` the account already has as call records.
+    pub async fn existing_call_ids(
+        &self,
+        account: &str,
+        ids: &[i64],
+    ) -> Result<std::collections::HashSet<i64>, StoreError> {
+        on_backend!(self, existing_call_ids(account, ids))
+    }
+
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
         on_backend!(self, events(filter))
     }
