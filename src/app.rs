@@ -48,9 +48,7 @@ impl Application {
         }
         let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-        let reconciling: Vec<&str> =
-            settings.accounts.iter().filter(|a| a.reconciles()).map(|a| a.name.as_str()).collect();
-        let targets = Targets::new(&settings.targets, &reconciling);
+        let targets = Targets::new(&settings.targets, &settings.accounts);
         let wake = Wake::new(&targets);
         let intake = Intake { store: store.clone(), targets: targets.clone(), wake: wake.clone() };
         let follow_ups: Arc<dyn InternalConsumer> = Arc::new(FollowUps::new(&settings.accounts, intake.clone()));

@@ -157,6 +157,9 @@ pub struct AccountSettings {
     /// Backfill a job's lost calls when its completion arrives. Default: on when `api` is set.
     #[serde(default)]
     pub reconcile_on_job_completed: Option<bool>,
+    /// Fetch `callDetail` for each new call and store what the push lacks.
+    #[serde(default)]
+    pub enrich_calls: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,8 +276,8 @@ impl Settings {
                 if api.timeout_ms == 0 || api.max_requests_per_second.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
                     problems.push(format!("{key}.api: timeout_ms and max_requests_per_second must be positive"));
                 }
-            } else if account.reconcile_on_job_completed == Some(true) {
-                problems.push(format!("{key}.reconcile_on_job_completed: needs [accounts.api]"));
+            } else if account.reconcile_on_job_completed == Some(true) || account.enrich_calls {
+                problems.push(format!("{key}: reconcile_on_job_completed and enrich_calls need [accounts.api]"));
             }
             if parse_utc_offset(&account.utc_offset).is_none() {
                 problems.push(format!("{key}.utc_offset: `{}` is not an offset like +08:00", account.utc_offset));

@@ -92,8 +92,7 @@ pub async fn reconcile(account: &str, job_id: i64, config: Option<&Path>) -> any
     if settings.database.migrate_on_start {
         store.migrate().await?;
     }
-    let reconciling: Vec<&str> = settings.accounts.iter().filter(|a| a.reconciles()).map(|a| a.name.as_str()).collect();
-    let targets = Targets::new(&settings.targets, &reconciling);
+    let targets = Targets::new(&settings.targets, &settings.accounts);
     let intake = Intake { store: store.clone(), wake: Wake::new(&targets), targets };
     let result = FollowUps::new(&settings.accounts, intake).reconcile_job(account, job_id).await;
     store.close().await;

@@ -10,7 +10,7 @@ use reqwest::Url;
 use super::event::EventType;
 use super::retry::RetryPolicy;
 use super::signing::decode_secret;
-use crate::config::{is_url_safe_name, TargetSettings};
+use crate::config::{is_url_safe_name, AccountSettings, TargetSettings};
 use crate::platform::callback::{intent_grade, Callback, Event};
 
 /// Headers the relay sets itself; a target's `headers` cannot replace them.
@@ -25,6 +25,8 @@ pub enum TargetKind {
     /// Inside the relay: backfill the completed job's lost calls from the platform's API. Riding on
     /// the delivery queue gives it the same lease, retries, dead letters and replay.
     Reconcile { account: String },
+    /// Inside the relay: fetch the new call's detail and store what the push lacks.
+    Enrich { account: String },
 }
 
 #[derive(Debug, Clone)]
@@ -132,12 +134,34 @@ impl Target {
 
     /// The reconciler of one account: wants that account's job completions.
     pub fn reconciler(account: &str) -> Target {
+        Target::internal(
+            format!("reconcile.{account}"),
+            TargetKind::Reconcile { account: account.to_owned() },
+            account,
+            EventType::JobCompleted,
+        )
+    }
+
+    /// The enricher of one account: wants that account's new calls.
+    pub fn enricher(account: &str) -> Target {
+        let mut target = Target::internal(
+            format!("enrich.{account}"),
+            TargetKind::Enrich { account: account.to_owned() },
+            account,
+            EventType::CallFinished,
+        );
+        target.timeout = Duration::from_secs(60);
+        target.max_in_flight = 4;
+        target
+    }
+
+    fn internal(name: String, kind: TargetKind, account: &str, wants: EventType) -> Target {
         Target {
-            name: format!("reconcile.{account}"),
-            kind: TargetKind::Reconcile { account: account.to_owned() },
-            url: Url::parse("relay://reconcile").expect("a static URL"),
+            name,
+            kind,
+            url: Url::parse("relay://internal").expect("a static URL"),
             keys: Vec::new(),
-            events: HashSet::from([EventType::JobCompleted]),
+            events: HashSet::from([wants]),
             accounts: HashSet::from([account.to_owned()]),
             intent_levels: Vec::new(),
             result_statuses: Vec::new(),
@@ -175,11 +199,13 @@ impl Target {
 pub struct Targets(Arc<Vec<Target>>);
 
 impl Targets {
-    /// The configured webhooks, plus one reconciler per account in `reconciling_accounts`.
-    pub fn new(settings: &[TargetSettings], reconciling_accounts: &[&str]) -> Targets {
+    /// The configured webhooks, plus the internal follow-up targets the accounts ask for.
+    pub fn new(settings: &[TargetSettings], accounts: &[AccountSettings]) -> Targets {
         let webhooks = settings.iter().filter_map(Target::from_settings);
-        let reconcilers = reconciling_accounts.iter().map(|account| Target::reconciler(account));
-        Targets(Arc::new(webhooks.chain(reconcilers).collect()))
+        let reconcilers = accounts.iter().filter(|a| a.reconciles()).map(|a| Target::reconciler(&a.name));
+        let enrichers =
+            accounts.iter().filter(|a| a.api.is_some() && a.enrich_calls).map(|a| Target::enricher(&a.name));
+        Targets(Arc::new(webhooks.chain(reconcilers).chain(enrichers).collect()))
     }
 
     pub fn all(&self) -> &[Target] {

@@ -173,7 +173,7 @@ impl DeliveryWorker {
         // its claims are handed back for the next run.
         let grace = match state.target.kind {
             TargetKind::Webhook => state.target.timeout + Duration::from_secs(1),
-            TargetKind::Reconcile { .. } => Duration::ZERO,
+            TargetKind::Reconcile { .. } | TargetKind::Enrich { .. } => Duration::ZERO,
         };
         if tokio::time::timeout(grace, async { while sends.join_next().await.is_some() {} }).await.is_err() {
             sends.abort_all();

@@ -1,7 +1,8 @@
 //! Follow-up work against the platform's REST API. Reconciliation: when a job completes, page
 //! through its finished calls and feed every call the relay does not have through the same store
 //! path as a pushed callback (`source = backfill`), so a job whose callbacks were lost ends up
-//! complete here and downstream.
+//! complete here and downstream. Enrichment: fetch each new call's detail and keep what the push
+//! lacks (intent level names, the human-corrected level, the customer).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,12 +14,13 @@ use serde_json::{json, Value};
 
 use crate::account::Accounts;
 use crate::config::AccountSettings;
+use crate::fanout::event::announce;
 use crate::fanout::target::{Target, TargetKind};
 use crate::fanout::worker::InternalConsumer;
 use crate::ingest::{IngestError, Intake};
-use crate::platform::callback::CALL_RECORD;
+use crate::platform::callback::{parse_callback, CALL_RECORD};
 use crate::platform::client::{ApiError, PlatformClient};
-use crate::store::{Source, StoreError};
+use crate::store::{Enrichment, Ingested, Source, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FollowUpError {
@@ -101,6 +103,42 @@ impl FollowUps {
     }
 }
 
+impl FollowUps {
+    /// Fetches a call's detail and stores what the push lacks. A changed corrected intent level
+    /// announces `call.updated` (with the detail's fields under `extra`).
+    pub async fn enrich_call(&self, account_name: &str, call_record_id: i64) -> Result<bool, FollowUpError> {
+        let client = self.client(account_name)?;
+        let account = self.accounts.get(account_name).ok_or_else(|| FollowUpError::NoApi(account_name.to_owned()))?;
+        let detail = client.call_detail(call_record_id).await?;
+        let text = |field: &str| match &detail[field] {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let enrichment = Enrichment {
+            intent_level_name: text("intentLevelName"),
+            real_intent_level: text("realIntentLevel"),
+            real_intent_level_name: text("realIntentLevelName"),
+            intent_level_tag_id: detail["intentLevelTagId"].as_i64(),
+            customer: detail.get("customerPerson").filter(|c| c.is_object()).cloned(),
+        };
+        let now = chrono::Utc::now();
+        let envelope = json!({ "dataType": CALL_RECORD, "data": detail }).to_string();
+        let outbound = self
+            .intake
+            .store
+            .enrich_call(account_name, call_record_id, &enrichment, now, || {
+                let callback = parse_callback(envelope.as_bytes(), account.utc_offset).ok()?;
+                announce(&self.intake.targets, account_name, &callback, Ingested::Changed, now)
+            })
+            .await?;
+        if let Some(outbound) = &outbound {
+            self.intake.wake.targets(&outbound.targets);
+        }
+        Ok(outbound.is_some())
+    }
+}
+
 impl InternalConsumer for FollowUps {
     fn consume<'a>(
         &'a self,
@@ -108,12 +146,23 @@ impl InternalConsumer for FollowUps {
         payload: &'a Value,
     ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>> {
         Box::pin(async move {
-            let TargetKind::Reconcile { account } = &target.kind else {
-                return Err(format!("{} is not an internal target", target.name));
-            };
-            let job = payload["data"]["robot_call_job_id"].as_i64().ok_or("the event has no robot_call_job_id")?;
-            let report = self.reconcile_job(account, job).await.map_err(|e| e.to_string())?;
-            Ok(format!("listed {}, backfilled {}, rejected {}", report.listed, report.backfilled, report.rejected))
+            match &target.kind {
+                TargetKind::Reconcile { account } => {
+                    let job =
+                        payload["data"]["robot_call_job_id"].as_i64().ok_or("the event has no robot_call_job_id")?;
+                    let report = self.reconcile_job(account, job).await.map_err(|e| e.to_string())?;
+                    Ok(format!(
+                        "listed {}, backfilled {}, rejected {}",
+                        report.listed, report.backfilled, report.rejected
+                    ))
+                }
+                TargetKind::Enrich { account } => {
+                    let call = payload["data"]["call_record_id"].as_i64().ok_or("the event has no call_record_id")?;
+                    let updated = self.enrich_call(account, call).await.map_err(|e| e.to_string())?;
+                    Ok(if updated { "enriched; corrected intent level announced" } else { "enriched" }.to_owned())
+                }
+                TargetKind::Webhook => Err(format!("{} is not an internal target", target.name)),
+            }
         })
     }
 }

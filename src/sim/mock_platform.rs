@@ -57,11 +57,18 @@ pub struct MockPlatform {
     registered: Arc<Mutex<Option<Value>>>,
     /// How many signed requests were served (tests check rate and paging).
     requests: Arc<Mutex<u64>>,
+    /// Intent levels corrected by a person, by call record id.
+    corrections: Arc<Mutex<std::collections::HashMap<i64, String>>>,
 }
 
 impl MockPlatform {
     pub fn new(config: MockConfig) -> MockPlatform {
-        MockPlatform { config: Arc::new(config), registered: Arc::default(), requests: Arc::default() }
+        MockPlatform {
+            config: Arc::new(config),
+            registered: Arc::default(),
+            requests: Arc::default(),
+            corrections: Arc::default(),
+        }
     }
 
     pub fn config(&self) -> &MockConfig {
@@ -70,6 +77,11 @@ impl MockPlatform {
 
     pub fn requests_served(&self) -> u64 {
         *self.requests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A person corrects a call's intent level on the platform (shows in `callDetail`).
+    pub fn correct_intent(&self, call_record_id: i64, level: &str) {
+        self.corrections.lock().unwrap_or_else(|p| p.into_inner()).insert(call_record_id, level.to_owned());
     }
 
     pub fn registered_callback(&self) -> Option<Value> {
@@ -333,7 +345,9 @@ async fn call_detail(State(mock): State<MockPlatform>, headers: HeaderMap, param
     let id = param(&params, "callRecordId").ok_or_else(|| envelope(412, Value::Null, "缺少callRecordId"))?;
     let mut record = mock.find_call(id).ok_or_else(|| envelope(404, Value::Null, "通话记录不存在"))?;
     record["intentLevelName"] = json!("一般");
-    record["realIntentLevel"] = Value::Null;
+    let corrected = mock.corrections.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+    record["realIntentLevelName"] = json!(if corrected.is_some() { "较强" } else { "一般" });
+    record["realIntentLevel"] = corrected.map_or(Value::Null, Value::String);
     record["intentLevelTagId"] = json!(0);
     record["customerPerson"] =
         json!({"customerPersonId": id, "name": "客户", "phoneNumber": record["calledPhoneNumber"]});

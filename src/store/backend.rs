@@ -288,6 +288,51 @@ macro_rules! backend {
                 Ok(done.rows_affected())
             }
 
+            /// Stores what `callDetail` adds. When the corrected intent level changes, `announce`
+            /// makes the `call.updated` event, written in the same transaction.
+            pub async fn enrich_call<F: FnOnce() -> Option<Outbound>>(
+                pool: &Pool<Db>,
+                account: &str,
+                call_record_id: i64,
+                enrichment: &Enrichment,
+                now: DateTime<Utc>,
+                announce: F,
+            ) -> Result<Option<Outbound>, StoreError> {
+                let mut tx = pool.begin().await?;
+                let previous: Option<(Option<String>, i64)> = sqlx::query_as(
+                    "SELECT real_intent_level, inbox_id FROM call_records WHERE account = $1 AND call_record_id = $2",
+                )
+                .bind(account)
+                .bind(call_record_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((previous_level, inbox_id)) = previous else {
+                    return Err(StoreError::Setup(format!("call {call_record_id} is not stored")));
+                };
+                sqlx::query(
+                    "UPDATE call_records SET intent_level_name = $1, real_intent_level = $2, real_intent_level_name = $3, \
+                        intent_level_tag_id = $4, customer = $5, enriched_at = $6 \
+                     WHERE account = $7 AND call_record_id = $8",
+                )
+                .bind(enrichment.intent_level_name.as_deref())
+                .bind(enrichment.real_intent_level.as_deref())
+                .bind(enrichment.real_intent_level_name.as_deref())
+                .bind(enrichment.intent_level_tag_id)
+                .bind(enrichment.customer.as_ref().map(Json))
+                .bind(now)
+                .bind(account)
+                .bind(call_record_id)
+                .execute(&mut *tx)
+                .await?;
+                let changed = previous_level != enrichment.real_intent_level;
+                let outbound = if changed { announce().filter(|o| !o.targets.is_empty()) } else { None };
+                if let Some(outbound) = &outbound {
+                    insert_outbound(&mut tx, inbox_id, outbound).await?;
+                }
+                tx.commit().await?;
+                Ok(outbound)
+            }
+
             pub async fn existing_call_ids(
                 pool: &Pool<Db>,
                 account: &str,

@@ -17,8 +17,8 @@ use crate::fanout::Outbound;
 use crate::platform::callback::Callback;
 
 pub use model::{
-    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventRow, InboxEntry,
-    StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
+    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Enrichment, EventFilter, EventRow,
+    InboxEntry, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
 };
 
 /// The Postgres channel on which a commit that adds deliveries wakes every replica's worker.
@@ -198,6 +198,19 @@ impl Store {
 
     pub async fn delivery_attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
         on_backend!(self, delivery_attempts(delivery_id))
+    }
+
+    /// Stores a call's enrichment; `announce` is asked for a `call.updated` event only when the
+    /// corrected intent level changed.
+    pub async fn enrich_call<F: FnOnce() -> Option<Outbound>>(
+        &self,
+        account: &str,
+        call_record_id: i64,
+        enrichment: &Enrichment,
+        now: DateTime<Utc>,
+        announce: F,
+    ) -> Result<Option<Outbound>, StoreError> {
+        on_backend!(self, enrich_call(account, call_record_id, enrichment, now, announce))
     }
 
     /// Which of `ids` the account already has as call records.

@@ -47,6 +47,23 @@ pub struct StoredCall {
     pub revision: i64,
     pub received_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub intent_level_name: Option<String>,
+    pub real_intent_level: Option<String>,
+    pub real_intent_level_name: Option<String>,
+    pub intent_level_tag_id: Option<i64>,
+    pub customer: Option<Json<Value>>,
+    pub enriched_at: Option<DateTime<Utc>>,
+}
+
+/// What `callDetail` adds to a pushed call.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Enrichment {
+    pub intent_level_name: Option<String>,
+    /// The intent level a person corrected, when one did.
+    pub real_intent_level: Option<String>,
+    pub real_intent_level_name: Option<String>,
+    pub intent_level_tag_id: Option<i64>,
+    pub customer: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

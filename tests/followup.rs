@@ -151,3 +151,51 @@ async fn the_api_and_reconcile_commands_work_against_the_mock() {
     assert_eq!((again["listed"].as_u64(), again["backfilled"].as_u64()), (Some(30), Some(0)), "idempotent");
     let _ = std::fs::remove_file(file);
 }
+
+#[tokio::test]
+async fn enrichment_stores_what_the_push_lacks_and_announces_a_corrected_intent_level() {
+    for db in databases().await {
+        let platform = MockPlatform::new(MockConfig::new(14, vec![(JOB, 3)]));
+        let base = platform.clone().start("127.0.0.1:0").await.unwrap();
+        let crm = Receiver::start(Behaviour::Accept).await;
+        let config = config(&platform, &base, &crm).replace("[accounts.api]", "enrich_calls = true\n[accounts.api]");
+        let app = spawn(&db, &config).await;
+        let id = call_record_id(JOB, 1);
+        let body = json!({"dataType": "ROBOT_CALL_RECORD", "data": platform.call_record(JOB, 1)});
+        assert_acked(app.post(body.to_string()).await).await;
+
+        let call = wait_enriched(&app.store, id, None).await;
+        assert_eq!(call.intent_level_name.as_deref(), Some("一般"), "{:?}", db.backend);
+        assert_eq!(call.real_intent_level, None);
+        assert_eq!(call.intent_level_tag_id, Some(0));
+        assert_eq!(call.customer.as_ref().map(|c| c.0["customerPersonId"].clone()), Some(json!(id)));
+        crm.wait_delivered(1, Duration::from_secs(5)).await;
+
+        // A person corrects the level on the platform; enriching again announces it, once.
+        platform.correct_intent(id, "A");
+        let enrich = DeliveryFilter { target: Some("enrich.acme".into()), ..Default::default() };
+        assert_eq!(app.store.replay(&enrich, chrono::Utc::now()).await.unwrap(), 1);
+        let call = wait_enriched(&app.store, id, Some("A")).await;
+        assert_eq!(call.real_intent_level_name.as_deref(), Some("较强"));
+        let got = crm.wait_delivered(2, Duration::from_secs(5)).await;
+        let update = got.iter().find(|r| r.body["type"] == "call.updated").expect("a call.updated");
+        assert_eq!(update.body["data"]["extra"]["realIntentLevel"], "A", "{:?}", db.backend);
+        assert_eq!(app.store.replay(&enrich, chrono::Utc::now()).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(crm.requests().len(), 2, "an unchanged correction is not announced again");
+        app.stop().await;
+    }
+}
+
+async fn wait_enriched(store: &Store, id: i64, real_level: Option<&str>) -> tanyi_relay::store::StoredCall {
+    let start = Instant::now();
+    loop {
+        if let Some(call) = store.call_record(ACCOUNT, id).await.unwrap() {
+            if call.enriched_at.is_some() && call.real_intent_level.as_deref() == real_level {
+                return call;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "call {id} was not enriched");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
