@@ -30,6 +30,9 @@ pub struct Application {
     store: Store,
     worker: Option<DeliveryWorker>,
     wake: Wake,
+    follow_ups: Arc<FollowUps>,
+    /// Accounts whose running jobs are reconciled on a timer, and how often.
+    periodic: Vec<(String, Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,16 +54,22 @@ impl Application {
         let targets = Targets::new(&settings.targets, &settings.accounts);
         let wake = Wake::new(&targets);
         let intake = Intake { store: store.clone(), targets: targets.clone(), wake: wake.clone() };
-        let follow_ups: Arc<dyn InternalConsumer> = Arc::new(FollowUps::new(&settings.accounts, intake.clone()));
+        let follow_ups = Arc::new(FollowUps::new(&settings.accounts, intake.clone()));
+        let internal: Arc<dyn InternalConsumer> = follow_ups.clone();
         let worker = (settings.delivery.enabled && !targets.all().is_empty()).then(|| {
-            DeliveryWorker::new(store.clone(), targets, settings.delivery.clone(), wake.clone(), Some(follow_ups))
+            DeliveryWorker::new(store.clone(), targets, settings.delivery.clone(), wake.clone(), Some(internal))
         });
+        let periodic = settings
+            .accounts
+            .iter()
+            .filter_map(|a| a.reconcile_interval_secs.map(|s| (a.name.clone(), Duration::from_secs_f64(s))))
+            .collect();
         let admin = (!settings.admin.token.is_empty()).then(|| AdminState {
             token: settings.admin.token.clone(),
             store: store.clone(),
             wake: wake.clone(),
         });
-        Ok(Self { listener, router: router(settings, intake, admin), store, worker, wake })
+        Ok(Self { listener, router: router(settings, intake, admin), store, worker, wake, follow_ups, periodic })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -80,7 +89,14 @@ impl Application {
             if let Store::Postgres(pool) = &self.store {
                 background.spawn(listen_for_deliveries(pool.clone(), self.wake.clone(), workers_stopped.clone()));
             }
-            background.spawn(worker.run(workers_stopped));
+            background.spawn(worker.run(workers_stopped.clone()));
+        }
+        for (account, interval) in self.periodic {
+            background.spawn(self.follow_ups.clone().reconcile_periodically(
+                account,
+                interval,
+                workers_stopped.clone(),
+            ));
         }
         let result = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
         let _ = stop_workers.send(true);

@@ -160,6 +160,9 @@ pub struct AccountSettings {
     /// Fetch `callDetail` for each new call and store what the push lacks.
     #[serde(default)]
     pub enrich_calls: bool,
+    /// Also reconcile the account's running jobs this often (seconds); off when absent.
+    #[serde(default)]
+    pub reconcile_interval_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -276,8 +279,16 @@ impl Settings {
                 if api.timeout_ms == 0 || api.max_requests_per_second.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
                     problems.push(format!("{key}.api: timeout_ms and max_requests_per_second must be positive"));
                 }
-            } else if account.reconcile_on_job_completed == Some(true) || account.enrich_calls {
-                problems.push(format!("{key}: reconcile_on_job_completed and enrich_calls need [accounts.api]"));
+            } else if account.reconcile_on_job_completed == Some(true)
+                || account.enrich_calls
+                || account.reconcile_interval_secs.is_some()
+            {
+                problems.push(format!(
+                    "{key}: reconcile_on_job_completed, enrich_calls and reconcile_interval_secs need [accounts.api]"
+                ));
+            }
+            if account.reconcile_interval_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+                problems.push(format!("{key}.reconcile_interval_secs: must be a positive number of seconds"));
             }
             if parse_utc_offset(&account.utc_offset).is_none() {
                 problems.push(format!("{key}.utc_offset: `{}` is not an offset like +08:00", account.utc_offset));

@@ -199,3 +199,21 @@ async fn wait_enriched(store: &Store, id: i64, real_level: Option<&str>) -> tany
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
 }
+
+#[tokio::test]
+async fn running_jobs_are_reconciled_on_a_timer_when_configured() {
+    let db = common::sqlite().await;
+    let mut mock = MockConfig::new(15, vec![(JOB, 20), (44, 5)]);
+    mock.running_jobs = vec![JOB];
+    let platform = MockPlatform::new(mock);
+    let base = platform.clone().start("127.0.0.1:0").await.unwrap();
+    let crm = Receiver::start(Behaviour::Accept).await;
+    let config =
+        config(&platform, &base, &crm).replace("[accounts.api]", "reconcile_interval_secs = 0.2\n[accounts.api]");
+    let app = spawn(&db, &config).await;
+    // No job completion arrives: the timer alone finds the running job's calls.
+    wait_for_calls(&app.store, 20, Duration::from_secs(5)).await;
+    let completed_job_calls: Vec<i64> = (0..5).map(|i| call_record_id(44, i)).collect();
+    assert!(app.store.existing_call_ids(ACCOUNT, &completed_job_calls).await.unwrap().is_empty(), "only running jobs");
+    app.stop().await;
+}

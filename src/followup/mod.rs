@@ -139,6 +139,48 @@ impl FollowUps {
     }
 }
 
+impl FollowUps {
+    /// Reconciles every running job of the account (status `IN_PROCESS`), one after the other.
+    pub async fn reconcile_running_jobs(&self, account_name: &str) -> Result<Vec<ReconcileReport>, FollowUpError> {
+        let client = self.client(account_name)?;
+        let mut jobs = Vec::new();
+        let mut page = 1;
+        loop {
+            let current = client.get_jobs(Some("IN_PROCESS"), page, 100).await?;
+            jobs.extend(current.content.iter().filter_map(|job| job["robotCallJobId"].as_i64()));
+            if current.content.is_empty() || page >= current.pages {
+                break;
+            }
+            page += 1;
+        }
+        let mut reports = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            reports.push(self.reconcile_job(account_name, job).await?);
+        }
+        Ok(reports)
+    }
+
+    /// Until `stop`, reconciles the account's running jobs every `interval`. A failed round is
+    /// logged and tried again at the next tick (the next job completion reconciles durably).
+    pub async fn reconcile_periodically(
+        self: std::sync::Arc<Self>,
+        account: String,
+        interval: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => break,
+            }
+            match self.reconcile_running_jobs(&account).await {
+                Ok(reports) => tracing::debug!(%account, jobs = reports.len(), "running jobs reconciled"),
+                Err(e) => tracing::warn!(%account, error = %e, "periodic reconciliation failed; trying again later"),
+            }
+        }
+    }
+}
+
 impl InternalConsumer for FollowUps {
     fn consume<'a>(
         &'a self,

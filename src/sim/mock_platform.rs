@@ -35,6 +35,8 @@ pub struct MockConfig {
     pub jobs: Vec<(i64, u32)>,
     /// Added to every call-list page: makes a long reconciliation for tests of interruptions.
     pub page_delay: std::time::Duration,
+    /// Jobs still calling (status IN_PROCESS); the others are COMPLETED.
+    pub running_jobs: Vec<i64>,
 }
 
 impl MockConfig {
@@ -46,6 +48,7 @@ impl MockConfig {
             tenant_sign: "mock-tenant".into(),
             jobs,
             page_delay: std::time::Duration::ZERO,
+            running_jobs: Vec::new(),
         }
     }
 }
@@ -246,8 +249,9 @@ async fn intent_tag(State(mock): State<MockPlatform>, headers: HeaderMap, params
     }
 }
 
-fn job_summary(job: i64, calls: u32) -> Value {
-    json!({"robotCallJobId": job, "name": format!("模拟任务{job}"), "status": "COMPLETED", "mode": "MANUAL",
+fn job_summary(mock: &MockPlatform, job: i64, calls: u32) -> Value {
+    let status = if mock.config.running_jobs.contains(&job) { "IN_PROCESS" } else { "COMPLETED" };
+    json!({"robotCallJobId": job, "name": format!("模拟任务{job}"), "status": status, "mode": "MANUAL",
            "completedTask": calls, "taskCallTotal": calls, "createTime": "2024-03-01 08:00:00"})
 }
 
@@ -260,7 +264,7 @@ async fn jobs(State(mock): State<MockPlatform>, headers: HeaderMap, params: Para
         .config
         .jobs
         .iter()
-        .map(|(job, calls)| job_summary(*job, *calls))
+        .map(|(job, calls)| job_summary(&mock, *job, *calls))
         .filter(|j| status.is_none_or(|s| j["status"] == s.as_str()))
         .collect();
     page(all, param(&params, "pageNum").map(|n| n as u64), param(&params, "pageSize").map(|n| n as u64))
@@ -273,7 +277,7 @@ async fn job_detail(State(mock): State<MockPlatform>, headers: HeaderMap, params
     let job = param(&params, "robotCallJobId").ok_or_else(|| envelope(412, Value::Null, "缺少robotCallJobId"))?;
     let calls = mock.calls_of(job).ok_or_else(|| envelope(404, Value::Null, "任务不存在"))?;
     Ok(ok(
-        json!({"robotCallJob": job_summary(job, calls), "jobPhoneNumberList": [], "completedTask": calls, "taskCallTotal": calls}),
+        json!({"robotCallJob": job_summary(&mock, job, calls), "jobPhoneNumberList": [], "completedTask": calls, "taskCallTotal": calls}),
     ))
 }
 
