@@ -145,6 +145,16 @@ async fn the_api_and_reconcile_commands_work_against_the_mock() {
     };
     let jobs = cli(&["api", "acme", "jobs"]);
     assert_eq!(jobs["content"][0]["robotCallJobId"], JOB);
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_tanyi-relay"))
+        .arg("--config")
+        .arg(&file)
+        .args(["api", "--table", "acme", "jobs"])
+        .output()
+        .expect("the binary runs");
+    let table = String::from_utf8(table.stdout).unwrap();
+    let header = table.lines().next().unwrap_or_default();
+    assert!(header.contains("robotCallJobId") && header.contains("status"), "{table}");
+    assert!(table.lines().nth(2).is_some_and(|row| row.contains(&JOB.to_string())), "{table}");
     assert_eq!(cli(&["api", "acme", "calls", &JOB.to_string()]).as_array().unwrap().len(), 30);
     assert_eq!(cli(&["reconcile", "acme", &JOB.to_string()])["backfilled"], 30);
     let again = cli(&["reconcile", "acme", &JOB.to_string()]);
@@ -215,5 +225,20 @@ async fn running_jobs_are_reconciled_on_a_timer_when_configured() {
     wait_for_calls(&app.store, 20, Duration::from_secs(5)).await;
     let completed_job_calls: Vec<i64> = (0..5).map(|i| call_record_id(44, i)).collect();
     assert!(app.store.existing_call_ids(ACCOUNT, &completed_job_calls).await.unwrap().is_empty(), "only running jobs");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_mock_pushes_what_it_serves_and_reconciliation_recovers_what_it_lost() {
+    let db = common::sqlite().await;
+    let platform = MockPlatform::new(MockConfig::new(16, vec![(JOB, 100)]));
+    let base = platform.clone().start("127.0.0.1:0").await.unwrap();
+    let crm = Receiver::start(Behaviour::Accept).await;
+    let app = spawn(&db, &config(&platform, &base, &crm)).await;
+    let report = platform.push_callbacks(&app.callback_url(ACCOUNT, common::KEY), 20).await.unwrap();
+    assert!(report.lost > 0 && report.lost < 100, "{report:?}");
+    assert_eq!((report.acked, report.refused), (100 - report.lost + 1, 0), "every call sent and the completion acked");
+    wait_for_calls(&app.store, 100, Duration::from_secs(10)).await;
+    crm.wait_delivered(100, Duration::from_secs(10)).await;
     app.stop().await;
 }

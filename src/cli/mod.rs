@@ -3,6 +3,7 @@
 mod crypto;
 mod deliveries;
 mod platform;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,9 @@ enum Command {
     /// Call the platform's REST API as ACCOUNT (needs its [accounts.api] settings); prints JSON.
     Api {
         account: String,
+        /// Print a readable table instead of JSON.
+        #[arg(long)]
+        table: bool,
         #[command(subcommand)]
         action: platform::ApiCommand,
     },
@@ -61,6 +65,12 @@ enum Command {
         jobs: u32,
         #[arg(long, default_value_t = 250)]
         calls_per_job: u32,
+        /// Also push every job's callbacks (then its completion) to this relay callback URL.
+        #[arg(long)]
+        push_to: Option<String>,
+        /// With --push-to: lose this percentage of the calls, for reconciliation to recover.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
+        lose_percent: u64,
     },
 }
 
@@ -81,12 +91,22 @@ pub fn main() -> ExitCode {
             Command::CheckConfig => check_config(cli.config),
             Command::Crypto { action } => crypto::run(action, cli.config.as_deref()),
             Command::Deliveries { action } => deliveries::run(action, cli.config.as_deref()).await,
-            Command::Api { account, action } => platform::api(&account, action, cli.config.as_deref()).await,
+            Command::Api { account, table, action } => {
+                platform::api(&account, action, table, cli.config.as_deref()).await
+            }
             Command::Reconcile { account, job_id } => {
                 platform::reconcile(&account, job_id, cli.config.as_deref()).await
             }
-            Command::MockPlatform { listen, seed, jobs, calls_per_job } => {
-                platform::mock_platform(&listen, seed, jobs, calls_per_job).await
+            Command::MockPlatform { listen, seed, jobs, calls_per_job, push_to, lose_percent } => {
+                platform::mock_platform(platform::MockOptions {
+                    listen,
+                    seed,
+                    jobs,
+                    calls_per_job,
+                    push_to,
+                    lose_percent,
+                })
+                .await
             }
         }
     });

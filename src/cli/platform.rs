@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
+
+use super::table::print_json;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -50,7 +52,7 @@ pub enum ApiCommand {
     },
 }
 
-pub async fn api(account: &str, command: ApiCommand, config: Option<&Path>) -> anyhow::Result<()> {
+pub async fn api(account: &str, command: ApiCommand, table: bool, config: Option<&Path>) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
     let account_settings =
         settings.accounts.iter().find(|a| a.name == account).ok_or_else(|| anyhow!("no account named `{account}`"))?;
@@ -80,8 +82,7 @@ pub async fn api(account: &str, command: ApiCommand, config: Option<&Path>) -> a
             json!({ "registered": url, "sms": sms_url.as_deref().unwrap_or(&url) })
         }
     };
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    print_json(&out, table)
 }
 
 /// Reconciles one job now. Backfilled calls get their outbox rows like any other; a running relay
@@ -100,15 +101,29 @@ pub async fn reconcile(account: &str, job_id: i64, config: Option<&Path>) -> any
     Ok(())
 }
 
-pub async fn mock_platform(listen: &str, seed: u64, jobs: u32, calls: u32) -> anyhow::Result<()> {
-    let job_list = (0..i64::from(jobs)).map(|i| (1000 + i, calls)).collect();
-    let platform = MockPlatform::new(MockConfig::new(seed, job_list));
+pub struct MockOptions {
+    pub listen: String,
+    pub seed: u64,
+    pub jobs: u32,
+    pub calls_per_job: u32,
+    pub push_to: Option<String>,
+    pub lose_percent: u64,
+}
+
+pub async fn mock_platform(options: MockOptions) -> anyhow::Result<()> {
+    let job_list = (0..i64::from(options.jobs)).map(|i| (1000 + i, options.calls_per_job)).collect();
+    let platform = MockPlatform::new(MockConfig::new(options.seed, job_list));
     let config = platform.config().clone();
-    let base = platform.start(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listen = &options.listen;
+    let base = platform.clone().start(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     println!(
         "mock platform on {base}\n[accounts.api]\nbase_url = \"{base}\"\napp_key = \"{}\"\napp_secret = \"{}\"\ntenant_sign = \"{}\"",
         config.app_key, config.app_secret, config.tenant_sign
     );
+    if let Some(url) = &options.push_to {
+        let report = platform.push_callbacks(url, options.lose_percent).await.context("pushing callbacks")?;
+        println!("pushed: {}", serde_json::to_string(&report)?);
+    }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     Ok(())
 }

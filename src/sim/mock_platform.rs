@@ -150,6 +150,28 @@ impl MockPlatform {
         })
     }
 
+    /// Pushes every job's calls and then its completion to a relay's callback URL, as the platform
+    /// does, except that `lose_percent` of the calls are "lost" (never sent): what reconciliation
+    /// must recover. Which calls are lost depends only on the seed.
+    pub async fn push_callbacks(&self, callback_url: &str, lose_percent: u64) -> Result<PushReport, reqwest::Error> {
+        let client = reqwest::Client::new();
+        let mut report = PushReport::default();
+        for (job, calls) in &self.config.jobs {
+            for index in 0..*calls {
+                let mut rng = Rng::new(self.config.seed ^ 0x5eed ^ (call_record_id(*job, index) as u64));
+                if rng.below(100) < lose_percent {
+                    report.lost += 1;
+                    continue;
+                }
+                let body = json!({"dataType": "ROBOT_CALL_RECORD", "data": self.call_record(*job, index)});
+                report.record(client.post(callback_url).body(body.to_string()).send().await?).await;
+            }
+            let completed = json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": job, "tenantId": 1, "status": "COMPLETED"}});
+            report.record(client.post(callback_url).body(completed.to_string()).send().await?).await;
+        }
+        Ok(report)
+    }
+
     fn calls_of(&self, robot_call_job_id: i64) -> Option<u32> {
         self.config.jobs.iter().find(|(id, _)| *id == robot_call_job_id).map(|(_, n)| *n)
     }
@@ -175,6 +197,28 @@ impl MockPlatform {
         );
         let valid = header("appKey") == self.config.app_key && header("signature") == expected;
         (!valid).then(|| envelope(401, Value::Null, "校验数据错误"))
+    }
+}
+
+/// What a push of callbacks did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PushReport {
+    /// Answered `200 success`.
+    pub acked: u64,
+    /// Answered anything else.
+    pub refused: u64,
+    /// Calls deliberately never sent.
+    pub lost: u64,
+}
+
+impl PushReport {
+    async fn record(&mut self, response: reqwest::Response) {
+        let ok = response.status().is_success();
+        if ok && response.text().await.is_ok_and(|body| body == "success") {
+            self.acked += 1;
+        } else {
+            self.refused += 1;
+        }
     }
 }
 
