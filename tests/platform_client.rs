@@ -14,6 +14,10 @@ async fn mock(jobs: Vec<(i64, u32)>) -> (MockPlatform, String) {
 }
 
 fn client(platform: &MockPlatform, base: &str, secret: Option<&str>) -> PlatformClient {
+    client_with_rate(platform, base, secret, None)
+}
+
+fn client_with_rate(platform: &MockPlatform, base: &str, secret: Option<&str>, rate: Option<f64>) -> PlatformClient {
     let config = platform.config();
     PlatformClient::new(&ApiSettings {
         base_url: base.to_owned(),
@@ -22,7 +26,7 @@ fn client(platform: &MockPlatform, base: &str, secret: Option<&str>) -> Platform
         tenant_sign: config.tenant_sign.clone(),
         version: "v1".into(),
         timeout_ms: 5_000,
-        max_requests_per_second: None,
+        max_requests_per_second: rate,
     })
 }
 
@@ -97,4 +101,16 @@ async fn an_unreachable_platform_is_a_network_error_after_retries() {
     let started = std::time::Instant::now();
     assert!(matches!(api.get_tenant().await, Err(ApiError::Network(_))));
     assert!(started.elapsed() >= std::time::Duration::from_millis(600), "two backoffs: 200 ms and 400 ms");
+}
+
+#[tokio::test]
+async fn the_per_account_request_rate_is_respected() {
+    let (platform, base) = mock(vec![(43, 3)]).await;
+    let api = client_with_rate(&platform, &base, None, Some(10.0));
+    let started = std::time::Instant::now();
+    for _ in 0..6 {
+        api.get_tenant().await.unwrap();
+    }
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(480), "6 requests at 10/s took only {took:?}");
 }
