@@ -1,13 +1,16 @@
 //! Wiring: settings → store → routes and delivery worker → a bound listener. Tests build the real
 //! application on port 0 through the same path as `serve`.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,10 +25,14 @@ use crate::fanout::worker::{DeliveryWorker, InternalConsumer, Wake};
 use crate::fanout::Targets;
 use crate::followup::FollowUps;
 use crate::ingest::{self, plain_error, IngestState, Intake};
+use crate::probes::{self, Probes};
 use crate::store::{Store, StoreError, DELIVERY_CHANNEL};
 
 pub struct Application {
     listener: TcpListener,
+    draining: Arc<AtomicBool>,
+    drain: Duration,
+    shutdown_timeout: Duration,
     router: Router,
     store: Store,
     worker: Option<DeliveryWorker>,
@@ -69,7 +76,20 @@ impl Application {
             store: store.clone(),
             wake: wake.clone(),
         });
-        Ok(Self { listener, router: router(settings, intake, admin), store, worker, wake, follow_ups, periodic })
+        let draining = Arc::new(AtomicBool::new(false));
+        let probes = Probes { store: store.clone(), draining: draining.clone() };
+        Ok(Self {
+            listener,
+            draining,
+            drain: Duration::from_secs(settings.server.drain_secs),
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            router: router(settings, intake, admin, probes),
+            store,
+            worker,
+            wake,
+            follow_ups,
+            periodic,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -80,8 +100,10 @@ impl Application {
         &self.store
     }
 
-    /// Serves (and delivers) until `shutdown` completes, then lets in-flight requests and
-    /// deliveries finish.
+    /// Serves (and delivers) until `shutdown` completes. Then: `/readyz` answers 503 for the drain
+    /// time while requests are still served; then no new connection is accepted, in-flight
+    /// requests and deliveries finish; after `shutdown_timeout` the rest is abandoned (claims are
+    /// leases, so another replica takes them over).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stop_workers, workers_stopped) = watch::channel(false);
         let mut background = JoinSet::new();
@@ -98,9 +120,40 @@ impl Application {
                 workers_stopped.clone(),
             ));
         }
-        let result = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
-        let _ = stop_workers.send(true);
-        while background.join_next().await.is_some() {}
+        let (begun, shutdown_begun) = tokio::sync::oneshot::channel::<()>();
+        let (draining, drain) = (self.draining.clone(), self.drain);
+        let graceful = async move {
+            shutdown.await;
+            draining.store(true, Ordering::SeqCst);
+            let _ = begun.send(());
+            tracing::info!(drain_secs = drain.as_secs(), "shutdown begun: draining");
+            tokio::time::sleep(drain).await;
+        };
+        let mut server =
+            tokio::spawn(axum::serve(self.listener, self.router).with_graceful_shutdown(graceful).into_future());
+        let ended_early = tokio::select! {
+            _ = shutdown_begun => None,
+            result = &mut server => Some(result),
+        };
+        let finish = async {
+            let result = match ended_early {
+                Some(result) => result,
+                None => server.await,
+            };
+            let _ = stop_workers.send(true);
+            while background.join_next().await.is_some() {}
+            result
+        };
+        let result = match tokio::time::timeout(self.drain + self.shutdown_timeout, finish).await {
+            Ok(joined) => joined.map_err(std::io::Error::other).and_then(|served| served),
+            Err(_) => {
+                tracing::error!(
+                    timeout_secs = self.shutdown_timeout.as_secs(),
+                    "shutdown timed out; exiting with work in flight"
+                );
+                Ok(())
+            }
+        };
         self.store.close().await;
         result
     }
@@ -131,10 +184,10 @@ async fn listen_for_deliveries(pool: sqlx::PgPool, wake: Wake, mut stop: watch::
     }
 }
 
-pub fn router(settings: &Settings, intake: Intake, admin: Option<AdminState>) -> Router {
+pub fn router(settings: &Settings, intake: Intake, admin: Option<AdminState>, probes: Probes) -> Router {
     let accounts = Accounts::new(&settings.accounts);
     let ingest_state = IngestState { accounts, intake, body_limit: settings.server.body_limit_bytes };
-    let mut routes = ingest::routes(ingest_state);
+    let mut routes = ingest::routes(ingest_state).merge(probes::routes(probes));
     if let Some(admin) = admin {
         routes = routes.merge(admin::routes(admin));
     }
@@ -147,9 +200,34 @@ pub fn router(settings: &Settings, intake: Intake, admin: Option<AdminState>) ->
             TraceLayer::new_for_http()
                 // The path only: the query string carries the callback key.
                 .make_span_with(|request: &Request| {
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
                 })
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn(request_id))
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Takes the caller's `x-request-id` (when it is short, printable text) or makes one, so that the
+/// request's log lines and its answer carry the same id.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::getrandom(&mut bytes);
+        hex::encode(bytes)
+    });
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    request.headers_mut().insert(REQUEST_ID, value.clone());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID, value);
+    response
 }

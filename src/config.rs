@@ -34,6 +34,20 @@ pub struct Settings {
     #[serde(default)]
     pub targets: Vec<TargetSettings>,
     pub admin: AdminSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +129,8 @@ pub struct ServerSettings {
     #[serde(default)]
     pub public_url: String,
     pub body_limit_bytes: usize,
+    pub drain_secs: u64,
+    pub shutdown_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

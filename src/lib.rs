@@ -10,6 +10,7 @@ pub mod fanout;
 pub mod followup;
 pub mod ingest;
 pub mod platform;
+pub mod probes;
 pub mod secret;
 pub mod sim;
 pub mod store;

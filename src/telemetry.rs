@@ -2,10 +2,21 @@
 
 use tracing_subscriber::EnvFilter;
 
+use crate::config::LogFormat;
+
 const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
-pub fn init() {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    if format == LogFormat::Json {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+        return;
+    }
     // A second init (tests start several apps in one process) is harmless, so its error is ignored.
     // Logs go to stderr: stdout is for what commands print (JSON that scripts read). Colour only on
     // a terminal, never in files and log collectors.

@@ -86,3 +86,46 @@ fn check_config_accepts_the_defaults_and_names_a_bad_key() {
     assert!(!production.status.success());
     assert!(String::from_utf8_lossy(&production.stderr).contains("accounts[0].callback_key"));
 }
+
+#[test]
+fn serve_logs_json_lines_when_asked_and_exits_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("relay.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tanyi-relay"))
+        .arg("serve")
+        .env_remove("TANYI_RELAY_CONFIG")
+        .env("TANYI_RELAY__SERVER__LISTEN", "127.0.0.1:0")
+        .env("TANYI_RELAY__DATABASE__URL", &url)
+        .env("TANYI_RELAY__TELEMETRY__FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let listening = loop {
+        let line = lines.recv_timeout(std::time::Duration::from_secs(20)).expect("a log line within 20 s");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if json["fields"]["message"] == "tanyi-relay listening" {
+            break json;
+        }
+    };
+    assert_eq!(listening["level"], "INFO");
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "did not exit after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}

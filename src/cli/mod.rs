@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::Application;
-use crate::config::Settings;
+use crate::config::{LogFormat, Settings};
 use crate::store::Store;
 use crate::telemetry;
 
@@ -76,7 +76,12 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    let command = cli.command.unwrap_or(Command::Serve);
+    // `serve` logs in the configured format (its settings are loaded first); the other commands
+    // print their results on stdout and log readable text on stderr.
+    if !matches!(command, Command::Serve) {
+        telemetry::init(LogFormat::Text);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -85,7 +90,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command.unwrap_or(Command::Serve) {
+        match command {
             Command::Serve => serve(cli.config).await,
             Command::Migrate => migrate(cli.config).await,
             Command::CheckConfig => check_config(cli.config),
@@ -121,6 +126,7 @@ pub fn main() -> ExitCode {
 
 async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
+    telemetry::init(settings.telemetry.format);
     let app = Application::build(&settings).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, database = app.store().backend_name(), "tanyi-relay listening");

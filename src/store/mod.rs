@@ -8,6 +8,7 @@ mod model;
 use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -20,6 +21,9 @@ pub use model::{
     AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Enrichment, EventFilter, EventRow,
     InboxEntry, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
 };
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// The Postgres channel on which a commit that adds deliveries wakes every replica's worker.
 pub const DELIVERY_CHANNEL: &str = "tanyi_relay_deliveries";
@@ -126,10 +130,23 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
-            Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
         }
         Ok(())
+    }
+
+    /// Whether the database has every migration this binary knows (an error: it does not answer).
+    pub async fn migrations_current(&self) -> Result<bool, StoreError> {
+        const LATEST_APPLIED: &str = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        self.ping().await?;
+        // The database answers; a failing query here means no migration table yet.
+        let (applied, known): (Result<Option<i64>, sqlx::Error>, &Migrator) = match self {
+            Store::Postgres(pool) => (sqlx::query_scalar(LATEST_APPLIED).fetch_one(pool).await, &POSTGRES_MIGRATIONS),
+            Store::Sqlite(pool) => (sqlx::query_scalar(LATEST_APPLIED).fetch_one(pool).await, &SQLITE_MIGRATIONS),
+        };
+        let latest = known.iter().map(|m| m.version).max();
+        Ok(applied.is_ok_and(|applied| applied >= latest))
     }
 
     pub async fn close(&self) {
