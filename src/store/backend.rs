@@ -6,7 +6,14 @@
 const ROWS_PER_INSERT: usize = 500;
 
 macro_rules! backend {
-    ($module:ident, $db:ty, skip_locked: $skip_locked:expr, lock_head: $lock_head:expr, notify: $notify:expr) => {
+    (
+        $module:ident,
+        $db:ty,
+        begin_write: $begin_write:expr,
+        skip_locked: $skip_locked:expr,
+        lock_head: $lock_head:expr,
+        notify: $notify:expr
+    ) => {
         pub(super) mod $module {
             use sha2::{Digest, Sha256};
             use sqlx::types::Json;
@@ -38,7 +45,7 @@ macro_rules! backend {
                     Event::Unrecognized => "unrecognized",
                     _ => "stored",
                 };
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with($begin_write).await?;
                 let (inbox_id, times_seen) = upsert_inbox(
                     &mut tx,
                     received,
@@ -154,7 +161,7 @@ macro_rules! backend {
                 after: AfterAttempt,
                 now: DateTime<Utc>,
             ) -> Result<(), StoreError> {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with($begin_write).await?;
                 sqlx::query(
                     "INSERT INTO delivery_attempts (delivery_id, attempt, worker, started_at, latency_ms, status_code, \
                         error, response_snippet) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -278,7 +285,7 @@ macro_rules! backend {
                 if let Some(id) = filter.id {
                     query.push(" AND id = ").push_bind(id);
                 }
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with($begin_write).await?;
                 let done = query.build().execute(&mut *tx).await?;
                 let notify: Option<&str> = $notify;
                 if let (Some(notify), true) = (notify, done.rows_affected() > 0) {
@@ -298,7 +305,7 @@ macro_rules! backend {
                 now: DateTime<Utc>,
                 announce: F,
             ) -> Result<Option<Outbound>, StoreError> {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with($begin_write).await?;
                 let previous: Option<(Option<String>, i64)> = sqlx::query_as(
                     "SELECT real_intent_level, inbox_id FROM call_records WHERE account = $1 AND call_record_id = $2",
                 )
@@ -379,7 +386,7 @@ macro_rules! backend {
                 reason: &str,
             ) -> Result<(), StoreError> {
                 let hash = hex::encode(Sha256::digest(received.body));
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with($begin_write).await?;
                 upsert_inbox(&mut tx, received, None, &format!("rejected:{hash}"), &hash, "rejected", Some(reason))
                     .await?;
                 tx.commit().await?;
@@ -650,9 +657,12 @@ macro_rules! backend {
 }
 
 backend!(postgres, sqlx::Postgres,
+    begin_write: "BEGIN",
     skip_locked: "FOR UPDATE SKIP LOCKED",
     // Not SKIP LOCKED: a second replica must wait for the head, never skip past it.
     lock_head: "FOR UPDATE",
     notify: Some("SELECT pg_notify('tanyi_relay_deliveries', '')"));
-// SQLite has one writer at a time, so an UPDATE … WHERE id IN (SELECT …) is already atomic.
-backend!(sqlite, sqlx::Sqlite, skip_locked: "", lock_head: "", notify: None);
+// SQLite has one writer at a time, so an UPDATE … WHERE id IN (SELECT …) is already atomic. Write
+// transactions take the write lock up front (IMMEDIATE): one that read first and then tried to
+// write while another connection writes would fail at once with SQLITE_BUSY instead of waiting.
+backend!(sqlite, sqlx::Sqlite, begin_write: "BEGIN IMMEDIATE", skip_locked: "", lock_head: "", notify: None);
