@@ -209,6 +209,7 @@ async fn local_times_use_the_accounts_own_offset() {
         assert_acked(app.post_as(common::NEW_YORK_ACCOUNT, common::NEW_YORK_KEY, call_with(700, "A")).await).await;
         let call = app.store.call_record(common::NEW_YORK_ACCOUNT, 700).await.unwrap().expect("stored");
         assert_eq!(call.start_time, Some(utc("2024-03-01T14:00:00Z")), "{:?}", db.backend);
+        assert_eq!(call.start_local.as_deref(), Some("2024-03-01 09:00:00"), "local day and hour as sent");
         assert!(app.store.call_record(ACCOUNT, 700).await.unwrap().is_none(), "accounts are separate");
         app.stop().await;
     }

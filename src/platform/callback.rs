@@ -49,6 +49,8 @@ pub struct CallRecord {
     pub customer_audio_url: Option<String>,
     pub analysis_basis: Option<String>,
     pub start_time: Option<DateTime<Utc>>,
+    /// The start in the account's zone, `YYYY-MM-DD HH:MM:SS`: the campaign's local day and hour.
+    pub start_local: Option<String>,
     pub end_time: Option<DateTime<Utc>>,
     pub chat_duration: Option<i64>,
     pub chat_round: Option<i64>,
@@ -244,6 +246,7 @@ fn parse_call_record(data: Map<String, Value>, offset: FixedOffset) -> Result<Ca
             }),
         }
     };
+    let start_time = time("startTime", wire.start_time)?;
     Ok(CallRecord {
         call_record_id: required(wire.call_record_id, "callRecordId")?,
         tenant_id: wire.tenant_id.map(Int::get),
@@ -256,7 +259,8 @@ fn parse_call_record(data: Map<String, Value>, offset: FixedOffset) -> Result<Ca
         full_audio_url: wire.full_audio_url,
         customer_audio_url: wire.customer_audio_url,
         analysis_basis: wire.analysis_basis,
-        start_time: time("startTime", wire.start_time)?,
+        start_time,
+        start_local: start_time.map(|t| t.with_timezone(&offset).format("%Y-%m-%d %H:%M:%S").to_string()),
         end_time: time("endTime", wire.end_time)?,
         chat_duration: wire.chat_duration.map(Int::get),
         chat_round: wire.chat_round.map(Int::get),

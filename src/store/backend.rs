@@ -435,9 +435,9 @@ macro_rules! backend {
                     "INSERT INTO call_records (account, call_record_id, tenant_id, robot_call_job_id, dialog_flow_id, \
                         called_phone_number, result_status, intent_level, intent_grade, customer_concern, \
                         full_audio_url, customer_audio_url, analysis_basis, start_time, end_time, chat_duration, \
-                        chat_round, attributes, properties, extra, source, inbox_id, received_at, updated_at) \
+                        chat_round, attributes, properties, extra, source, inbox_id, received_at, updated_at, start_local) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-                        $20, $21, $22, $23, $23) \
+                        $20, $21, $22, $23, $23, $24) \
                      ON CONFLICT (account, call_record_id) DO UPDATE SET \
                         tenant_id = excluded.tenant_id, robot_call_job_id = excluded.robot_call_job_id, \
                         dialog_flow_id = excluded.dialog_flow_id, called_phone_number = excluded.called_phone_number, \
@@ -448,7 +448,8 @@ macro_rules! backend {
                         end_time = excluded.end_time, chat_duration = excluded.chat_duration, \
                         chat_round = excluded.chat_round, attributes = excluded.attributes, \
                         properties = excluded.properties, extra = excluded.extra, inbox_id = excluded.inbox_id, \
-                        updated_at = excluded.updated_at, revision = call_records.revision + 1 \
+                        updated_at = excluded.updated_at, start_local = excluded.start_local, \
+                        revision = call_records.revision + 1 \
                      RETURNING revision",
                 )
                 .bind(received.account)
@@ -474,6 +475,7 @@ macro_rules! backend {
                 .bind(received.source.as_str())
                 .bind(inbox_id)
                 .bind(received.received_at)
+                .bind(call.start_local.as_deref())
                 .fetch_one(&mut **tx)
                 .await?;
                 if revision > 1 {

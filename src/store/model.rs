@@ -53,6 +53,7 @@ pub struct StoredCall {
     pub intent_level_tag_id: Option<i64>,
     pub customer: Option<Json<Value>>,
     pub enriched_at: Option<DateTime<Utc>>,
+    pub start_local: Option<String>,
 }
 
 /// What `callDetail` adds to a pushed call.
