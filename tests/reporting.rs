@@ -8,8 +8,10 @@ use serde_json::json;
 use sqlx::Row;
 use tanyi_relay::store::Store;
 
-/// (id, job, result, intent level, concerns, duration, local start)
-const CALLS: [(i64, i64, &str, &str, &[&str], i64, &str); 6] = [
+/// id, job, result, intent level, concerns, duration, local start
+type KnownCall = (i64, i64, &'static str, &'static str, &'static [&'static str], i64, &'static str);
+
+const CALLS: [KnownCall; 6] = [
     (1, 1, "ANSWERED", "A", &["价格", "位置"], 60, "2024-03-01 09:10:00"),
     (2, 1, "ANSWERED", "B", &["价格"], 30, "2024-03-01 10:05:00"),
     (3, 1, "NO_ANSWER", "F", &[], 0, "2024-03-01 10:30:00"),
