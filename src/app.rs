@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,7 +28,9 @@ use crate::fanout::worker::{DeliveryWorker, InternalConsumer, Wake};
 use crate::fanout::Targets;
 use crate::followup::FollowUps;
 use crate::ingest::{self, plain_error, IngestState, Intake};
+use crate::metrics::Metrics;
 use crate::probes::{self, Probes};
+use crate::secret::Secret;
 use crate::store::{Store, StoreError, DELIVERY_CHANNEL};
 
 pub struct Application {
@@ -60,11 +65,20 @@ impl Application {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
         let targets = Targets::new(&settings.targets, &settings.accounts);
         let wake = Wake::new(&targets);
-        let intake = Intake { store: store.clone(), targets: targets.clone(), wake: wake.clone() };
+        let metrics = Metrics::new();
+        let intake =
+            Intake { store: store.clone(), targets: targets.clone(), wake: wake.clone(), metrics: metrics.clone() };
         let follow_ups = Arc::new(FollowUps::new(&settings.accounts, intake.clone()));
         let internal: Arc<dyn InternalConsumer> = follow_ups.clone();
         let worker = (settings.delivery.enabled && !targets.all().is_empty()).then(|| {
-            DeliveryWorker::new(store.clone(), targets, settings.delivery.clone(), wake.clone(), Some(internal))
+            DeliveryWorker::new(
+                store.clone(),
+                targets.clone(),
+                settings.delivery.clone(),
+                wake.clone(),
+                Some(internal),
+                metrics.clone(),
+            )
         });
         let periodic = settings
             .accounts
@@ -78,12 +92,18 @@ impl Application {
         });
         let draining = Arc::new(AtomicBool::new(false));
         let probes = Probes { store: store.clone(), draining: draining.clone() };
+        let exposition = settings.metrics.enabled.then(|| MetricsState {
+            metrics,
+            store: store.clone(),
+            targets: targets.all().iter().map(|t| t.name.clone()).collect(),
+            token: settings.metrics.require_admin_token.then(|| settings.admin.token.clone()),
+        });
         Ok(Self {
             listener,
             draining,
             drain: Duration::from_secs(settings.server.drain_secs),
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
-            router: router(settings, intake, admin, probes),
+            router: router(settings, intake, admin, probes, exposition),
             store,
             worker,
             wake,
@@ -184,12 +204,21 @@ async fn listen_for_deliveries(pool: sqlx::PgPool, wake: Wake, mut stop: watch::
     }
 }
 
-pub fn router(settings: &Settings, intake: Intake, admin: Option<AdminState>, probes: Probes) -> Router {
+pub fn router(
+    settings: &Settings,
+    intake: Intake,
+    admin: Option<AdminState>,
+    probes: Probes,
+    metrics: Option<MetricsState>,
+) -> Router {
     let accounts = Accounts::new(&settings.accounts);
     let ingest_state = IngestState { accounts, intake, body_limit: settings.server.body_limit_bytes };
     let mut routes = ingest::routes(ingest_state).merge(probes::routes(probes));
     if let Some(admin) = admin {
         routes = routes.merge(admin::routes(admin));
+    }
+    if let Some(metrics) = metrics {
+        routes = routes.route("/metrics", get(render_metrics).with_state(metrics));
     }
     routes
         .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
@@ -207,6 +236,38 @@ pub fn router(settings: &Settings, intake: Intake, admin: Option<AdminState>, pr
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(middleware::from_fn(request_id))
+}
+
+#[derive(Clone)]
+pub struct MetricsState {
+    metrics: Metrics,
+    store: Store,
+    targets: Vec<String>,
+    /// Set when scraping needs the admin token.
+    token: Option<Secret>,
+}
+
+async fn render_metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !token.matches(given.as_bytes()) {
+            return plain_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
+        }
+    }
+    match state.metrics.render(&state.store, &state.targets).await {
+        Ok(text) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the store does not answer");
+            plain_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "metrics need the database")
+        }
+    }
 }
 
 const REQUEST_ID: &str = "x-request-id";

@@ -35,6 +35,14 @@ pub struct Settings {
     pub targets: Vec<TargetSettings>,
     pub admin: AdminSettings,
     pub telemetry: TelemetrySettings,
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    pub require_admin_token: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -320,6 +328,9 @@ impl Settings {
         }
         if !self.admin.token.is_empty() && self.admin.token.expose().chars().count() < 16 {
             problems.push("admin.token: must be at least 16 characters (or empty to disable the admin API)".to_owned());
+        }
+        if self.metrics.require_admin_token && self.admin.token.is_empty() {
+            problems.push("metrics.require_admin_token: needs admin.token".to_owned());
         }
         if self.delivery.poll_interval_ms == 0 || self.delivery.lease_secs == 0 {
             problems.push("delivery: lease_secs and poll_interval_ms must be greater than 0".to_owned());

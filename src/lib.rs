@@ -9,6 +9,7 @@ pub mod config;
 pub mod fanout;
 pub mod followup;
 pub mod ingest;
+pub mod metrics;
 pub mod platform;
 pub mod probes;
 pub mod secret;

@@ -96,3 +96,63 @@ async fn every_answer_carries_a_request_id() {
     assert_ne!(junk.headers()["x-request-id"], "a b", "unprintable ids are replaced");
     app.stop().await;
 }
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().split(' ').next()?.parse().ok()))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_move_as_callbacks_and_deliveries_happen() {
+    for db in databases().await {
+        let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = format!("http://{}/hook", receiver_listener.local_addr().unwrap());
+        let app_router = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(receiver_listener, app_router).await });
+        let config = format!(
+            "{}\n[[targets]]\nname = \"crm\"\nurl = \"{receiver}\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n",
+            common::ACCOUNTS_TOML
+        );
+        let settings =
+            common::settings_with_accounts(&db.url, &config, &[("TANYI_RELAY__DELIVERY__POLL_INTERVAL_MS", "50")]);
+        let app = TestApp::spawn_settings(db.backend, settings).await;
+        assert_acked(app.post(sample("call_record.json")).await).await;
+        assert_acked(app.post(sample("call_record.json")).await).await;
+        app.post_as(common::ACCOUNT, "wrong-key-0000000000", sample("call_record.json")).await;
+        app.post_as("attacker-chosen-name", common::KEY, "{}").await;
+        app.post("not json").await;
+        let scrape = || async {
+            let response = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.text().await.unwrap()
+        };
+        let mut text = scrape().await;
+        for _ in 0..100 {
+            if text.contains(r#"tanyi_relay_deliveries_total{target="crm",outcome="delivered"} 1"#) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            text = scrape().await;
+        }
+        let callbacks = |data_type: &str, outcome: &str, account: &str| {
+            metric(
+                &text,
+                &format!(
+                    r#"tanyi_relay_callbacks_total{{account="{account}",data_type="{data_type}",outcome="{outcome}"}}"#
+                ),
+            )
+        };
+        assert_eq!(callbacks("ROBOT_CALL_RECORD", "stored", "acme"), 1.0, "{:?}", db.backend);
+        assert_eq!(callbacks("ROBOT_CALL_RECORD", "duplicate", "acme"), 1.0);
+        assert_eq!(callbacks("-", "unauthorized", "acme"), 1.0);
+        assert_eq!(callbacks("-", "unknown_account", "-"), 1.0, "a caller's account name never becomes a label");
+        assert_eq!(callbacks("-", "invalid_json", "acme"), 1.0);
+        assert!(!text.contains("attacker-chosen-name"));
+        assert_eq!(metric(&text, r#"tanyi_relay_deliveries_total{target="crm",outcome="delivered"}"#), 1.0);
+        assert_eq!(metric(&text, r#"tanyi_relay_queue_pending{target="crm"}"#), 0.0);
+        assert!(metric(&text, "tanyi_relay_ingest_duration_seconds_count") >= 5.0);
+        assert!(metric(&text, "tanyi_relay_db_pool_connections") >= 1.0);
+        app.stop().await;
+    }
+}

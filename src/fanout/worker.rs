@@ -18,6 +18,7 @@ use super::retry::random_jitter;
 use super::signing::signature_header;
 use super::target::{Target, TargetKind, Targets};
 use crate::config::DeliverySettings;
+use crate::metrics::Metrics;
 use crate::platform::client::describe_http_error;
 use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, Store};
 
@@ -70,6 +71,7 @@ pub struct DeliveryWorker {
     store: Store,
     targets: Targets,
     internal: Option<Arc<dyn InternalConsumer>>,
+    metrics: Metrics,
     client: reqwest::Client,
     worker_id: String,
     settings: DeliverySettings,
@@ -120,6 +122,7 @@ impl DeliveryWorker {
         settings: DeliverySettings,
         wake: Wake,
         internal: Option<Arc<dyn InternalConsumer>>,
+        metrics: Metrics,
     ) -> DeliveryWorker {
         let client = reqwest::Client::builder()
             // A redirect is a failure: following one would send signed data somewhere unconfigured.
@@ -127,7 +130,7 @@ impl DeliveryWorker {
             .user_agent(concat!("tanyi-relay/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with static settings");
-        DeliveryWorker { store, targets, internal, client, worker_id: worker_id(), settings, wake }
+        DeliveryWorker { store, targets, internal, metrics, client, worker_id: worker_id(), settings, wake }
     }
 
     pub fn worker_id(&self) -> &str {
@@ -254,6 +257,12 @@ impl DeliveryWorker {
             }
         };
         self.track_health(state, sent.delivered);
+        let outcome = match after {
+            AfterAttempt::Delivered => "delivered",
+            AfterAttempt::RetryAt(_) => "failed",
+            AfterAttempt::Dead => "dead",
+        };
+        self.metrics.delivery(&target.name, outcome, sent.latency);
         let attempt = Attempt {
             delivery_id: delivery.id,
             attempt: delivery.attempts,

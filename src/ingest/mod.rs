@@ -19,6 +19,7 @@ use crate::account::{Account, Accounts};
 use crate::fanout::event::announce;
 use crate::fanout::worker::Wake;
 use crate::fanout::Targets;
+use crate::metrics::Metrics;
 use crate::platform::callback::{parse_callback, Callback, Event};
 use crate::store::{Ingested, Received, Source, Store};
 use crate::telemetry::{loggable, mask_phone};
@@ -40,6 +41,7 @@ pub struct Intake {
     pub store: Store,
     pub targets: Targets,
     pub wake: Wake,
+    pub metrics: Metrics,
 }
 
 pub fn routes(state: IngestState) -> Router {
@@ -54,10 +56,29 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
-    let account = find_account(&state, &account_name)?;
-    let query = query.as_deref();
+    let started = std::time::Instant::now();
+    let result = authenticate_and_accept(&state, &account_name, query.as_deref(), &headers, body).await;
+    if let Err(refusal) = &result {
+        // Parse and storage outcomes are counted where they are decided, with their dataType.
+        if !matches!(refusal, IngestError::Parse(_) | IngestError::Storage(_)) {
+            let account = state.accounts.get(&account_name).map_or("-", |a| a.name.as_str());
+            state.intake.metrics.callback(account, "-", refusal.code());
+        }
+    }
+    state.intake.metrics.ingest_time(started.elapsed());
+    result
+}
+
+async fn authenticate_and_accept(
+    state: &IngestState,
+    account_name: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, IngestError> {
+    let account = find_account(state, account_name)?;
     if query::param(query, "msg_signature").is_some() {
-        return encrypted::receive(&state, account, query, &headers, body).await;
+        return encrypted::receive(state, account, query, headers, body).await;
     }
     let key = query::param(query, "key");
     let authorized = match (&account.plain_key, key.as_deref()) {
@@ -69,7 +90,7 @@ async fn receive(
             "callback refused: no valid key");
         return Err(IngestError::Unauthorized);
     }
-    let body = read_body(&headers, body, state.body_limit).await?;
+    let body = read_body(headers, body, state.body_limit).await?;
     state.intake.accept(account, &body, Source::Push).await?;
     Ok(ack())
 }
@@ -123,9 +144,23 @@ impl Intake {
     /// store (raw, normalized and outbox, one transaction), wake the deliveries, report. A body
     /// that does not parse is still kept raw.
     pub async fn accept(&self, account: &Account, body: &[u8], source: Source) -> Result<Ingested, IngestError> {
+        let count = |data_type: &str, outcome: &str| {
+            // Metrics count callbacks; backfilled calls are not callbacks.
+            if source == Source::Push {
+                self.metrics.callback(&account.name, data_type, outcome);
+            }
+        };
         let callback = match parse_callback(body, account.utc_offset) {
             Ok(callback) => callback,
-            Err(problem) => return Err(reject(&self.store, account, body, problem.into()).await),
+            Err(problem) => {
+                let refusal = reject(&self.store, account, body, problem.into()).await;
+                count("-", refusal.code());
+                return Err(refusal);
+            }
+        };
+        let data_type = match callback.event {
+            Event::Unrecognized => "other",
+            _ => callback.data_type.as_str(),
         };
         let received = Received::now(&account.name, body, source);
         let (outcome, outbound) = self
@@ -137,8 +172,18 @@ impl Intake {
             .map_err(|e| {
                 tracing::error!(account = %account.name, data_type = %loggable(&callback.data_type), error = %e,
                     "could not store callback; answering 503 so that the platform retries");
+                count(data_type, "storage_unavailable");
                 IngestError::Storage(e)
             })?;
+        count(
+            data_type,
+            match outcome {
+                Ingested::Created => "stored",
+                Ingested::Changed => "updated",
+                Ingested::Duplicate => "duplicate",
+                Ingested::Unrecognized => "unrecognized",
+            },
+        );
         if let Some(outbound) = &outbound {
             self.wake.targets(&outbound.targets);
         }

@@ -19,7 +19,7 @@ use crate::platform::callback::Callback;
 
 pub use model::{
     AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Enrichment, EventFilter, EventRow,
-    InboxEntry, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
+    InboxEntry, QueueStats, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
 };
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -228,6 +228,20 @@ impl Store {
         announce: F,
     ) -> Result<Option<Outbound>, StoreError> {
         on_backend!(self, enrich_call(account, call_record_id, enrichment, now, announce))
+    }
+
+    /// Pending and dead deliveries per target, and the oldest due one.
+    pub async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
+        on_backend!(self, queue_stats(now))
+    }
+
+    /// Connections open and connections busy.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let (size, idle) = match self {
+            Store::Postgres(pool) => (pool.size(), pool.num_idle() as u32),
+            Store::Sqlite(pool) => (pool.size(), pool.num_idle() as u32),
+        };
+        (size, size.saturating_sub(idle))
     }
 
     /// Which of `ids` the account already has as call records.

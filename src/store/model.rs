@@ -201,3 +201,13 @@ pub struct EventFilter {
     pub since: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
 }
+
+/// One target's queue, for metrics.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct QueueStats {
+    pub target: String,
+    pub pending: i64,
+    pub dead: i64,
+    /// When the longest-waiting pending delivery became due.
+    pub oldest_due_at: Option<DateTime<Utc>>,
+}
