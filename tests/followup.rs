@@ -118,6 +118,17 @@ async fn a_restart_in_the_middle_of_reconciliation_finishes_it_afterwards_withou
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 1000);
+        // The interrupted run handed its claim back: one attempt in all, and it succeeded.
+        let reconcile = DeliveryFilter { target: Some("reconcile.acme".into()), ..Default::default() };
+        let start = Instant::now();
+        let rows = loop {
+            let rows = second.store.deliveries(&reconcile).await.unwrap();
+            if rows[0].status != "pending" || start.elapsed() > Duration::from_secs(5) {
+                break rows;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        };
+        assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("delivered", 1), "{:?}", db.backend);
         second.stop().await;
     }
 }

@@ -56,14 +56,27 @@ impl Wake {
     }
 }
 
-/// Consumes the deliveries of targets inside the relay (`TargetKind::Reconcile`). Returns a short
-/// report on success; an error is a failed attempt, retried like any other.
+/// What an internal consumer made of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed {
+    /// Done; a short report for the attempt log.
+    Done(String),
+    /// A failed attempt, retried like any other.
+    Failed(String),
+    /// Shutdown began: stopped at a safe point; the claim is handed back, the attempt not counted.
+    Interrupted,
+}
+
+/// Consumes the deliveries of targets inside the relay (reconciliation, enrichment). Long work
+/// watches `stop` and ends with `Consumed::Interrupted` at a safe point: it is never cut off in the
+/// middle of a transaction.
 pub trait InternalConsumer: Send + Sync {
     fn consume<'a>(
         &'a self,
         target: &'a Target,
         payload: &'a serde_json::Value,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+        stop: &'a watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = Consumed> + Send + 'a>>;
 }
 
 #[derive(Clone)]
@@ -162,7 +175,7 @@ impl DeliveryWorker {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         let mut sends = JoinSet::new();
         while !*shutdown.borrow() {
-            if let Err(e) = self.claim_and_send(&state, &mut sends).await {
+            if let Err(e) = self.claim_and_send(&state, &mut sends, &shutdown).await {
                 tracing::warn!(target = %state.target.name, error = %e, "could not claim deliveries; retrying");
             }
             tokio::select! {
@@ -176,7 +189,8 @@ impl DeliveryWorker {
         // its claims are handed back for the next run.
         let grace = match state.target.kind {
             TargetKind::Webhook => state.target.timeout + Duration::from_secs(1),
-            TargetKind::Reconcile { .. } | TargetKind::Enrich { .. } => Duration::ZERO,
+            // Internal work stops by itself at its next safe point.
+            TargetKind::Reconcile { .. } | TargetKind::Enrich { .. } => Duration::from_secs(10),
         };
         if tokio::time::timeout(grace, async { while sends.join_next().await.is_some() {} }).await.is_err() {
             sends.abort_all();
@@ -195,6 +209,7 @@ impl DeliveryWorker {
         &self,
         state: &Arc<TargetState>,
         sends: &mut JoinSet<()>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Result<usize, crate::store::StoreError> {
         let target = &state.target;
         let mut free = state.permits.available_permits();
@@ -222,8 +237,9 @@ impl DeliveryWorker {
             lock(&state.in_flight).insert(delivery.id);
             let worker = self.clone();
             let state = state.clone();
+            let stop = shutdown.clone();
             sends.spawn(async move {
-                worker.deliver(&state, &delivery).await;
+                worker.deliver(&state, &delivery, &stop).await;
                 lock(&state.in_flight).remove(&delivery.id);
                 drop(permit);
             });
@@ -232,7 +248,7 @@ impl DeliveryWorker {
     }
 
     /// Sends one claimed delivery and records the outcome.
-    async fn deliver(&self, state: &TargetState, delivery: &ClaimedDelivery) {
+    async fn deliver(&self, state: &TargetState, delivery: &ClaimedDelivery, stop: &watch::Receiver<bool>) {
         let target = &state.target;
         if let Some(interval) = target.min_interval {
             let wait = {
@@ -243,8 +259,15 @@ impl DeliveryWorker {
             };
             tokio::time::sleep(wait).await;
         }
-        let sent = self.send(target, delivery).await;
+        let sent = self.send(target, delivery, stop).await;
         let now = Utc::now();
+        if sent.interrupted {
+            // Left by internal work at a safe point: due again at once, for this or another replica.
+            if let Err(e) = self.store.release_claims(&[delivery.id], &self.worker_id, now).await {
+                tracing::warn!(target = %target.name, error = %e, "could not hand back a claim; its lease will expire");
+            }
+            return;
+        }
         let after = if sent.delivered {
             AfterAttempt::Delivered
         } else {
@@ -257,12 +280,6 @@ impl DeliveryWorker {
             }
         };
         self.track_health(state, sent.delivered);
-        let outcome = match after {
-            AfterAttempt::Delivered => "delivered",
-            AfterAttempt::RetryAt(_) => "failed",
-            AfterAttempt::Dead => "dead",
-        };
-        self.metrics.delivery(&target.name, outcome, sent.latency);
         let attempt = Attempt {
             delivery_id: delivery.id,
             attempt: delivery.attempts,
@@ -288,11 +305,18 @@ impl DeliveryWorker {
             // The lease will run out and the delivery will be sent again: at least once.
             tracing::error!(target = %target.name, event_id = %delivery.event_id, error = %e, "could not record an attempt");
         }
+        // Counted once recorded, so that the metrics never run ahead of the database.
+        let outcome = match after {
+            AfterAttempt::Delivered => "delivered",
+            AfterAttempt::RetryAt(_) => "failed",
+            AfterAttempt::Dead => "dead",
+        };
+        self.metrics.delivery(&target.name, outcome, sent.latency);
     }
 
-    async fn send(&self, target: &Target, delivery: &ClaimedDelivery) -> Sent {
+    async fn send(&self, target: &Target, delivery: &ClaimedDelivery, stop: &watch::Receiver<bool>) -> Sent {
         if target.kind != TargetKind::Webhook {
-            return self.consume_internally(target, delivery).await;
+            return self.consume_internally(target, delivery, stop).await;
         }
         let body = serde_json::to_vec(&delivery.payload.0).unwrap_or_default();
         let timestamp = Utc::now().timestamp();
@@ -326,6 +350,7 @@ impl DeliveryWorker {
                 }
                 Sent {
                     delivered: status.is_success(),
+                    interrupted: false,
                     status: Some(status),
                     retry_after,
                     error: (!status.is_success()).then(|| format!("HTTP {}", status.as_u16())),
@@ -336,6 +361,7 @@ impl DeliveryWorker {
             }
             Err(e) => Sent {
                 delivered: false,
+                interrupted: false,
                 status: None,
                 retry_after: None,
                 // Without the URL: a target URL may carry a token of the receiver's.
@@ -347,18 +373,33 @@ impl DeliveryWorker {
         }
     }
 
-    async fn consume_internally(&self, target: &Target, delivery: &ClaimedDelivery) -> Sent {
+    async fn consume_internally(
+        &self,
+        target: &Target,
+        delivery: &ClaimedDelivery,
+        stop: &watch::Receiver<bool>,
+    ) -> Sent {
         let started_at = Utc::now();
         let clock = Instant::now();
         let result = match &self.internal {
-            Some(consumer) => consumer.consume(target, &delivery.payload.0).await,
-            None => Err("no internal consumer is running".to_owned()),
+            Some(consumer) => consumer.consume(target, &delivery.payload.0, stop).await,
+            None => Consumed::Failed("no internal consumer is running".to_owned()),
         };
-        let (delivered, error, snippet) = match result {
-            Ok(report) => (true, None, Some(report)),
-            Err(error) => (false, Some(error), None),
+        let (delivered, interrupted, error, snippet) = match result {
+            Consumed::Done(report) => (true, false, None, Some(report)),
+            Consumed::Failed(error) => (false, false, Some(error), None),
+            Consumed::Interrupted => (false, true, None, None),
         };
-        Sent { delivered, status: None, retry_after: None, error, snippet, started_at, latency: clock.elapsed() }
+        Sent {
+            delivered,
+            interrupted,
+            status: None,
+            retry_after: None,
+            error,
+            snippet,
+            started_at,
+            latency: clock.elapsed(),
+        }
     }
 
     fn track_health(&self, state: &TargetState, delivered: bool) {
@@ -372,6 +413,8 @@ impl DeliveryWorker {
 
 struct Sent {
     delivered: bool,
+    /// Internal work stopped for shutdown: neither a success nor a failure.
+    interrupted: bool,
     status: Option<StatusCode>,
     retry_after: Option<Duration>,
     error: Option<String>,

@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::account::Accounts;
 use crate::config::AccountSettings;
 use crate::fanout::event::announce;
 use crate::fanout::target::{Target, TargetKind};
-use crate::fanout::worker::InternalConsumer;
+use crate::fanout::worker::{Consumed, InternalConsumer};
 use crate::ingest::{IngestError, Intake};
 use crate::platform::callback::{parse_callback, CALL_RECORD};
 use crate::platform::client::{ApiError, PlatformClient};
@@ -32,6 +33,8 @@ pub enum FollowUpError {
     Store(#[from] StoreError),
     #[error("storing a backfilled call failed: {0}")]
     Ingest(String),
+    #[error("stopped for shutdown")]
+    Interrupted,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -66,10 +69,14 @@ impl FollowUps {
 
     /// Backfills the calls of one job that are missing here. Idempotent: running it again, or
     /// after an interruption, stores only what is still missing.
+    ///
+    /// `stop`, when given, is checked between calls: shutdown ends the run with `Interrupted`
+    /// between two transactions, never inside one.
     pub async fn reconcile_job(
         &self,
         account_name: &str,
         robot_call_job_id: i64,
+        stop: Option<&watch::Receiver<bool>>,
     ) -> Result<ReconcileReport, FollowUpError> {
         let client = self.client(account_name)?;
         let account = self.accounts.get(account_name).ok_or_else(|| FollowUpError::NoApi(account_name.to_owned()))?;
@@ -80,6 +87,9 @@ impl FollowUps {
             let ids: Vec<i64> = records.iter().filter_map(|r| r["callRecordId"].as_i64()).collect();
             let have = self.intake.store.existing_call_ids(account_name, &ids).await?;
             for record in records {
+                if stop.is_some_and(|stop| *stop.borrow()) {
+                    return Err(FollowUpError::Interrupted);
+                }
                 if record["callRecordId"].as_i64().is_some_and(|id| have.contains(&id)) {
                     continue;
                 }
@@ -141,7 +151,11 @@ impl FollowUps {
 
 impl FollowUps {
     /// Reconciles every running job of the account (status `IN_PROCESS`), one after the other.
-    pub async fn reconcile_running_jobs(&self, account_name: &str) -> Result<Vec<ReconcileReport>, FollowUpError> {
+    pub async fn reconcile_running_jobs(
+        &self,
+        account_name: &str,
+        stop: Option<&watch::Receiver<bool>>,
+    ) -> Result<Vec<ReconcileReport>, FollowUpError> {
         let client = self.client(account_name)?;
         let mut jobs = Vec::new();
         let mut page = 1;
@@ -155,7 +169,7 @@ impl FollowUps {
         }
         let mut reports = Vec::with_capacity(jobs.len());
         for job in jobs {
-            reports.push(self.reconcile_job(account_name, job).await?);
+            reports.push(self.reconcile_job(account_name, job, stop).await?);
         }
         Ok(reports)
     }
@@ -173,7 +187,8 @@ impl FollowUps {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => break,
             }
-            match self.reconcile_running_jobs(&account).await {
+            match self.reconcile_running_jobs(&account, Some(&stop)).await {
+                Err(FollowUpError::Interrupted) => break,
                 Ok(reports) => tracing::debug!(%account, jobs = reports.len(), "running jobs reconciled"),
                 Err(e) => tracing::warn!(%account, error = %e, "periodic reconciliation failed; trying again later"),
             }
@@ -186,24 +201,31 @@ impl InternalConsumer for FollowUps {
         &'a self,
         target: &'a Target,
         payload: &'a Value,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>> {
+        stop: &'a watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = Consumed> + Send + 'a>> {
         Box::pin(async move {
-            match &target.kind {
-                TargetKind::Reconcile { account } => {
-                    let job =
-                        payload["data"]["robot_call_job_id"].as_i64().ok_or("the event has no robot_call_job_id")?;
-                    let report = self.reconcile_job(account, job).await.map_err(|e| e.to_string())?;
-                    Ok(format!(
-                        "listed {}, backfilled {}, rejected {}",
-                        report.listed, report.backfilled, report.rejected
-                    ))
-                }
-                TargetKind::Enrich { account } => {
-                    let call = payload["data"]["call_record_id"].as_i64().ok_or("the event has no call_record_id")?;
-                    let updated = self.enrich_call(account, call).await.map_err(|e| e.to_string())?;
-                    Ok(if updated { "enriched; corrected intent level announced" } else { "enriched" }.to_owned())
-                }
-                TargetKind::Webhook => Err(format!("{} is not an internal target", target.name)),
+            let result = match &target.kind {
+                TargetKind::Reconcile { account } => match payload["data"]["robot_call_job_id"].as_i64() {
+                    Some(job) => self.reconcile_job(account, job, Some(stop)).await.map(|report| {
+                        format!(
+                            "listed {}, backfilled {}, rejected {}",
+                            report.listed, report.backfilled, report.rejected
+                        )
+                    }),
+                    None => return Consumed::Failed("the event has no robot_call_job_id".into()),
+                },
+                TargetKind::Enrich { account } => match payload["data"]["call_record_id"].as_i64() {
+                    Some(call) => self.enrich_call(account, call).await.map(|updated| {
+                        if updated { "enriched; corrected intent level announced" } else { "enriched" }.to_owned()
+                    }),
+                    None => return Consumed::Failed("the event has no call_record_id".into()),
+                },
+                TargetKind::Webhook => return Consumed::Failed(format!("{} is not an internal target", target.name)),
+            };
+            match result {
+                Ok(report) => Consumed::Done(report),
+                Err(FollowUpError::Interrupted) => Consumed::Interrupted,
+                Err(e) => Consumed::Failed(e.to_string()),
             }
         })
     }
