@@ -23,7 +23,7 @@ use tracing::Level;
 
 use crate::account::Accounts;
 use crate::admin::{self, AdminState};
-use crate::config::Settings;
+use crate::config::{RetentionSettings, Settings};
 use crate::fanout::worker::{DeliveryWorker, InternalConsumer, Wake};
 use crate::fanout::Targets;
 use crate::followup::FollowUps;
@@ -45,6 +45,7 @@ pub struct Application {
     follow_ups: Arc<FollowUps>,
     /// Accounts whose running jobs are reconciled on a timer, and how often.
     periodic: Vec<(String, Duration)>,
+    retention: RetentionSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,7 @@ impl Application {
             wake,
             follow_ups,
             periodic,
+            retention: settings.retention.clone(),
         })
     }
 
@@ -132,6 +134,9 @@ impl Application {
                 background.spawn(listen_for_deliveries(pool.clone(), self.wake.clone(), workers_stopped.clone()));
             }
             background.spawn(worker.run(workers_stopped.clone()));
+        }
+        if self.retention.enabled() {
+            background.spawn(purge_periodically(self.store.clone(), self.retention.clone(), workers_stopped.clone()));
         }
         for (account, interval) in self.periodic {
             background.spawn(self.follow_ups.clone().reconcile_periodically(
@@ -176,6 +181,22 @@ impl Application {
         };
         self.store.close().await;
         result
+    }
+}
+
+/// Applies retention now and then. Several replicas may run it at once; each statement is
+/// idempotent, so that only costs a little work.
+async fn purge_periodically(store: Store, retention: RetentionSettings, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(retention.interval_secs);
+    while !*stop.borrow() {
+        match store.purge(&retention.cutoffs(chrono::Utc::now())).await {
+            Ok(report) => tracing::debug!(?report, "retention applied"),
+            Err(e) => tracing::warn!(error = %e, "retention could not run; trying again later"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
     }
 }
 

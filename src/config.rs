@@ -36,6 +36,32 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub telemetry: TelemetrySettings,
     pub metrics: MetricsSettings,
+    pub retention: RetentionSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    pub raw_body_days: u32,
+    pub transcript_days: u32,
+    pub delivery_days: u32,
+    pub interval_secs: u64,
+}
+
+impl RetentionSettings {
+    /// The cutoffs these settings give at `now` (a day count of 0 keeps everything).
+    pub fn cutoffs(&self, now: chrono::DateTime<chrono::Utc>) -> crate::store::Cutoffs {
+        let before = |days: u32| (days > 0).then(|| now - chrono::Duration::days(i64::from(days)));
+        crate::store::Cutoffs {
+            raw_bodies_before: before(self.raw_body_days),
+            transcripts_before: before(self.transcript_days),
+            deliveries_before: before(self.delivery_days),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.raw_body_days > 0 || self.transcript_days > 0 || self.delivery_days > 0
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -328,6 +354,9 @@ impl Settings {
         }
         if !self.admin.token.is_empty() && self.admin.token.expose().chars().count() < 16 {
             problems.push("admin.token: must be at least 16 characters (or empty to disable the admin API)".to_owned());
+        }
+        if self.retention.interval_secs == 0 {
+            problems.push("retention.interval_secs: must be greater than 0".to_owned());
         }
         if self.metrics.require_admin_token && self.admin.token.is_empty() {
             problems.push("metrics.require_admin_token: needs admin.token".to_owned());

@@ -31,6 +31,8 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Apply the retention settings once (drop old raw bodies, transcripts, delivery history).
+    Purge,
     /// Load and validate the configuration, print a summary without secrets, and exit.
     CheckConfig,
     /// Encrypt, decrypt or sign as the platform's encrypted callback mode does, to check an
@@ -93,6 +95,7 @@ pub fn main() -> ExitCode {
         match command {
             Command::Serve => serve(cli.config).await,
             Command::Migrate => migrate(cli.config).await,
+            Command::Purge => purge(cli.config).await,
             Command::CheckConfig => check_config(cli.config),
             Command::Crypto { action } => crypto::run(action, cli.config.as_deref()),
             Command::Deliveries { action } => deliveries::run(action, cli.config.as_deref()).await,
@@ -165,6 +168,15 @@ async fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
     store.migrate().await?;
     println!("migrations applied ({})", store.backend_name());
     store.close().await;
+    Ok(())
+}
+
+async fn purge(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let store = Store::connect(&settings.database).await?;
+    let report = store.purge(&settings.retention.cutoffs(chrono::Utc::now())).await;
+    store.close().await;
+    println!("{}", serde_json::to_string(&report?)?);
     Ok(())
 }
 

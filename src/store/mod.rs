@@ -18,8 +18,8 @@ use crate::fanout::Outbound;
 use crate::platform::callback::Callback;
 
 pub use model::{
-    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Enrichment, EventFilter, EventRow,
-    InboxEntry, QueueStats, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
+    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, Cutoffs, DeliveryFilter, DeliveryRow, Enrichment, EventFilter,
+    EventRow, InboxEntry, PurgeReport, QueueStats, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
 };
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -228,6 +228,11 @@ impl Store {
         announce: F,
     ) -> Result<Option<Outbound>, StoreError> {
         on_backend!(self, enrich_call(account, call_record_id, enrichment, now, announce))
+    }
+
+    /// Removes what retention says is old enough; see `Cutoffs`.
+    pub async fn purge(&self, cutoffs: &Cutoffs) -> Result<PurgeReport, StoreError> {
+        on_backend!(self, purge(cutoffs))
     }
 
     /// Pending and dead deliveries per target, and the oldest due one.

@@ -211,3 +211,23 @@ pub struct QueueStats {
     /// When the longest-waiting pending delivery became due.
     pub oldest_due_at: Option<DateTime<Utc>>,
 }
+
+/// What a purge removes: everything older than each cutoff (`None`: keep).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Inbox bodies last seen before this are dropped (the rows stay).
+    pub raw_bodies_before: Option<DateTime<Utc>>,
+    /// Transcripts of calls received before this are deleted.
+    pub transcripts_before: Option<DateTime<Utc>>,
+    /// Delivered deliveries finished before this are deleted, with their attempts, and events
+    /// left with no delivery.
+    pub deliveries_before: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    pub raw_bodies_dropped: u64,
+    pub transcript_turns_deleted: u64,
+    pub deliveries_deleted: u64,
+    pub events_deleted: u64,
+}
