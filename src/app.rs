@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -233,7 +233,12 @@ pub fn router(
     metrics: Option<MetricsState>,
 ) -> Router {
     let accounts = Accounts::new(&settings.accounts);
-    let ingest_state = IngestState { accounts, intake, body_limit: settings.server.body_limit_bytes };
+    let ingest_state = IngestState {
+        accounts,
+        intake,
+        body_limit: settings.server.body_limit_bytes,
+        body_timeout: Duration::from_millis(settings.server.body_timeout_ms),
+    };
     let mut routes = ingest::routes(ingest_state).merge(probes::routes(probes));
     if let Some(admin) = admin {
         routes = routes.merge(admin::routes(admin));
@@ -256,7 +261,24 @@ pub fn router(
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn_with_state(
+            Arc::new(Semaphore::new(settings.server.max_concurrent_requests)),
+            limit_concurrency,
+        ))
         .layer(middleware::from_fn(request_id))
+}
+
+/// Beyond the configured number of requests at once, answer 503 at once instead of queueing: the
+/// platform retries, and the relay stays responsive for the requests it has.
+async fn limit_concurrency(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    let Ok(_slot) = slots.try_acquire() else {
+        tracing::warn!("overloaded: refusing a request");
+        let mut refused =
+            plain_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests at once; retry");
+        refused.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return refused;
+    };
+    next.run(request).await
 }
 
 #[derive(Clone)]

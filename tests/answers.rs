@@ -174,3 +174,39 @@ async fn break_transcripts(app: &TestApp) {
     }
     .expect("rename table");
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408_and_nothing_is_stored() {
+    let db = common::sqlite().await;
+    let app = TestApp::spawn_with(&db, &[("TANYI_RELAY__SERVER__BODY_TIMEOUT_MS", "300")]).await;
+    let path = format!("/callbacks/{ACCOUNT}?key={KEY}");
+    let started = std::time::Instant::now();
+    let slow = common::start_slow_post(&app, &path, 100, b"{\"dataType\":").await;
+    let (status, body) = common::read_answer(slow).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("body_timeout"), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(app.store.inbox(ACCOUNT).await.unwrap().is_empty());
+    assert_acked(app.post(sample("job_completed.json")).await).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn beyond_the_concurrency_limit_requests_get_503_with_retry_after() {
+    let db = common::sqlite().await;
+    let app = TestApp::spawn_with(
+        &db,
+        &[("TANYI_RELAY__SERVER__MAX_CONCURRENT_REQUESTS", "1"), ("TANYI_RELAY__SERVER__BODY_TIMEOUT_MS", "1500")],
+    )
+    .await;
+    let path = format!("/callbacks/{ACCOUNT}?key={KEY}");
+    // A slow client holds the only slot.
+    let slow = common::start_slow_post(&app, &path, 100, b"{").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let refused = app.post(sample("job_completed.json")).await;
+    assert_eq!(refused.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()), Some("1".into()));
+    assert_error(refused, 503, "overloaded").await;
+    assert_eq!(common::read_answer(slow).await.0, 408);
+    assert_acked(app.post(sample("job_completed.json")).await).await;
+    app.stop().await;
+}

@@ -46,7 +46,7 @@ pub(super) async fn receive(
     let signature = query::param(query, "msg_signature").ok_or(IngestError::InvalidSignature)?;
     let timestamp = query::param(query, "timestamp").ok_or(IngestError::MissingParameter("timestamp"))?;
     let nonce = query::param(query, "nonce").ok_or(IngestError::MissingParameter("nonce"))?;
-    let body = read_body(headers, body, state.body_limit).await?;
+    let body = read_body(headers, body, state.body_limit, state.body_timeout).await?;
     // Until the signature is checked nothing in the body is trusted, so nothing is stored.
     let encrypt = encrypt_text(&whole_body_decoded(&body)).map_err(|e| {
         tracing::warn!(account = %account.name, problem = %e, "encrypted callback refused: unusable XML");

@@ -19,6 +19,8 @@ pub enum IngestError {
     PayloadTooLarge { limit: usize },
     #[error("the request body could not be read")]
     BodyUnreadable,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("the signature does not match")]
     InvalidSignature,
     #[error("query parameter `{0}` is missing")]
@@ -40,6 +42,7 @@ impl IngestError {
             IngestError::Unauthorized => StatusCode::UNAUTHORIZED,
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => StatusCode::UNAUTHORIZED,
             IngestError::MissingParameter(_) | IngestError::MalformedXml(_) | IngestError::Crypto(_) => {
                 StatusCode::BAD_REQUEST
@@ -57,6 +60,7 @@ impl IngestError {
             IngestError::Unauthorized => "unauthorized",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::BodyUnreadable => "unreadable_body",
+            IngestError::BodyTimeout => "body_timeout",
             IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => "invalid_signature",
             IngestError::MissingParameter(_) => "missing_parameter",
             IngestError::MalformedXml(_) => "malformed_xml",

@@ -32,6 +32,7 @@ pub struct IngestState {
     pub accounts: Accounts,
     pub intake: Intake,
     pub body_limit: usize,
+    pub body_timeout: std::time::Duration,
 }
 
 /// Where authenticated callback bodies go, pushed or fetched back: the store, with the targets
@@ -90,7 +91,7 @@ async fn authenticate_and_accept(
             "callback refused: no valid key");
         return Err(IngestError::Unauthorized);
     }
-    let body = read_body(headers, body, state.body_limit).await?;
+    let body = read_body(headers, body, state.body_limit, state.body_timeout).await?;
     state.intake.accept(account, &body, Source::Push).await?;
     Ok(ack())
 }
@@ -110,14 +111,24 @@ fn text(body: String) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-/// Reads at most `limit` bytes. A declared length over the limit is refused before reading.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
+/// Reads at most `limit` bytes within `timeout`. A declared length over the limit is refused before
+/// reading. Only the reading is timed: once the body is here, storing it is never cut short.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, IngestError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(IngestError::PayloadTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
+    let read = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await.map_err(|_| {
+        tracing::warn!("callback body did not arrive in time");
+        IngestError::BodyTimeout
+    })?;
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(IngestError::PayloadTooLarge { limit }),
         Err(e) => {

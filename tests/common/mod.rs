@@ -243,3 +243,30 @@ pub async fn post_chunked(app: &TestApp, path_and_query: &str, body: &[u8]) -> (
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+/// Opens a POST that declares `declared` body bytes but sends only `sent`, and keeps the
+/// connection open (a slow client). Read the answer with `read_answer`.
+pub async fn start_slow_post(
+    app: &TestApp,
+    path_and_query: &str,
+    declared: usize,
+    sent: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let host = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!("POST {path_and_query} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {declared}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("send headers");
+    stream.write_all(sent).await.expect("send part of the body");
+    stream
+}
+
+/// The status and body of the answer on a raw connection.
+pub async fn read_answer(mut stream: tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).await.unwrap_or(0);
+    let text = String::from_utf8_lossy(&answer[..n]).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
