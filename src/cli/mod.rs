@@ -3,6 +3,7 @@
 mod crypto;
 mod deliveries;
 mod platform;
+mod reprocess;
 mod table;
 
 use std::path::PathBuf;
@@ -33,6 +34,15 @@ enum Command {
     Migrate,
     /// Apply the retention settings once (drop old raw bodies, transcripts, delivery history).
     Purge,
+    /// Feed rejected callbacks through the store path again, after a key or parser fix.
+    Reprocess {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only those last seen at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Load and validate the configuration, print a summary without secrets, and exit.
     CheckConfig,
     /// Encrypt, decrypt or sign as the platform's encrypted callback mode does, to check an
@@ -96,6 +106,9 @@ pub fn main() -> ExitCode {
             Command::Serve => serve(cli.config).await,
             Command::Migrate => migrate(cli.config).await,
             Command::Purge => purge(cli.config).await,
+            Command::Reprocess { account, since } => {
+                reprocess::run(account.as_deref(), since, cli.config.as_deref()).await
+            }
             Command::CheckConfig => check_config(cli.config),
             Command::Crypto { action } => crypto::run(action, cli.config.as_deref()),
             Command::Deliveries { action } => deliveries::run(action, cli.config.as_deref()).await,

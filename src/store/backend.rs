@@ -657,6 +657,22 @@ macro_rules! backend {
                     .await?)
             }
 
+            pub async fn rejected(
+                pool: &Pool<Db>,
+                account: Option<&str>,
+                since: Option<DateTime<Utc>>,
+            ) -> Result<Vec<InboxEntry>, StoreError> {
+                let mut query = QueryBuilder::<Db>::new("SELECT * FROM inbox WHERE status = 'rejected' AND body IS NOT NULL");
+                if let Some(account) = account {
+                    query.push(" AND account = ").push_bind(account);
+                }
+                if let Some(since) = since {
+                    query.push(" AND last_seen_at >= ").push_bind(since);
+                }
+                query.push(" ORDER BY id");
+                Ok(query.build_query_as().fetch_all(pool).await?)
+            }
+
             pub async fn call_record(
                 pool: &Pool<Db>,
                 account: &str,

@@ -277,6 +277,15 @@ impl Store {
         on_backend!(self, inbox(account))
     }
 
+    /// Rejected inbox rows that still have their body, oldest first.
+    pub async fn rejected(
+        &self,
+        account: Option<&str>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        on_backend!(self, rejected(account, since))
+    }
+
     pub async fn call_record(&self, account: &str, call_record_id: i64) -> Result<Option<StoredCall>, StoreError> {
         on_backend!(self, call_record(account, call_record_id))
     }
