@@ -129,3 +129,80 @@ fn serve_logs_json_lines_when_asked_and_exits_cleanly_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn sigterm_under_load_loses_no_acknowledged_callback_and_exits_in_time() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("relay.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tanyi-relay"))
+        .arg("serve")
+        .env_remove("TANYI_RELAY_CONFIG")
+        .env("TANYI_RELAY__SERVER__LISTEN", "127.0.0.1:0")
+        .env("TANYI_RELAY__SERVER__DRAIN_SECS", "1")
+        .env("TANYI_RELAY__DATABASE__URL", &url)
+        .env("TANYI_RELAY__TELEMETRY__FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("a log line").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if json["fields"]["message"] == "tanyi-relay listening" {
+            break json["fields"]["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let senders: Vec<_> = (0..8i64)
+        .map(|sender| {
+            let acked = acked.clone();
+            let endpoint = format!("http://{addr}/callbacks/dev?key=dev-only-insecure-callback-key");
+            runtime.spawn(async move {
+                let client = reqwest::Client::builder().no_proxy().build().unwrap();
+                for n in 0..10_000i64 {
+                    let id = sender * 1_000_000 + n;
+                    let body = serde_json::json!({"dataType": "ROBOT_CALL_RECORD", "data": {"callRecordId": id}});
+                    let Ok(response) = client.post(&endpoint).body(body.to_string()).send().await else {
+                        break; // the listener is gone
+                    };
+                    if response.text().await.is_ok_and(|t| t == "success") {
+                        acked.lock().unwrap().push(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before_stop = acked.lock().unwrap().len();
+    assert!(before_stop > 0, "the load is running");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopped.elapsed() < std::time::Duration::from_secs(15), "did not exit in time after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    runtime.block_on(async {
+        for sender in senders {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sender).await;
+        }
+    });
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > before_stop, "callbacks were still served while draining");
+    // Every acknowledged callback is in the database.
+    let stored: std::collections::HashSet<i64> = runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT call_record_id FROM call_records").fetch_all(&pool).await.unwrap();
+        rows.into_iter().map(|(id,)| id).collect()
+    });
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged callbacks lost: {lost:?}", lost.len());
+}
