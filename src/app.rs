@@ -291,15 +291,8 @@ pub struct MetricsState {
 }
 
 async fn render_metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.token {
-        let given = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !token.matches(given.as_bytes()) {
-            return plain_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
-        }
+    if state.token.as_ref().is_some_and(|token| !admin::bearer_matches(token, &headers)) {
+        return plain_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
     }
     match state.metrics.render(&state.store, &state.targets).await {
         Ok(text) => {

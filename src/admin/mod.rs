@@ -63,16 +63,21 @@ pub fn routes(state: AdminState) -> Router {
 }
 
 fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
+    if bearer_matches(&state.token, headers) {
+        Ok(())
+    } else {
+        Err(AdminError::Unauthorized)
+    }
+}
+
+/// Whether `Authorization: Bearer …` carries `token` (compared in constant time).
+pub fn bearer_matches(token: &Secret, headers: &HeaderMap) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if state.token.matches(given.as_bytes()) {
-        Ok(())
-    } else {
-        Err(AdminError::Unauthorized)
-    }
+    token.matches(given.as_bytes())
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,12 +148,8 @@ async fn show_delivery(
     Path(id): Path<i64>,
 ) -> Result<Response, AdminError> {
     authorize(&state, &headers)?;
-    let filter = DeliveryFilter { id: Some(id), ..Default::default() };
-    let delivery = state.store.deliveries(&filter).await?.pop().ok_or(AdminError::NotFound("no such delivery"))?;
-    let attempts = state.store.delivery_attempts(id).await?;
-    let event = state.store.events(&EventFilter { id: Some(delivery.event_id.clone()), ..Default::default() }).await?;
-    let payload = event.into_iter().next().map(|e| e.payload.0);
-    Ok(Json(json!({ "delivery": delivery, "attempts": attempts, "payload": payload })).into_response())
+    let detail = state.store.delivery_detail(id).await?.ok_or(AdminError::NotFound("no such delivery"))?;
+    Ok(Json(detail).into_response())
 }
 
 async fn replay_delivery(

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::store::{DeliveryFilter, EventFilter, Store};
+use crate::store::{DeliveryFilter, Store};
 
 #[derive(Subcommand)]
 pub enum DeliveriesCommand {
@@ -56,14 +56,8 @@ async fn execute(command: DeliveriesCommand, store: &Store) -> anyhow::Result<()
             println!("{}", serde_json::to_string_pretty(&store.deliveries(&filter).await?)?);
         }
         DeliveriesCommand::Show { id } => {
-            let filter = DeliveryFilter { id: Some(id), ..Default::default() };
-            let delivery = store.deliveries(&filter).await?.pop().ok_or_else(|| anyhow!("no delivery {id}"))?;
-            let attempts = store.delivery_attempts(id).await?;
-            let event =
-                store.events(&EventFilter { id: Some(delivery.event_id.clone()), ..Default::default() }).await?;
-            let payload = event.into_iter().next().map(|e| e.payload.0);
-            let out = json!({ "delivery": delivery, "attempts": attempts, "payload": payload });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            let detail = store.delivery_detail(id).await?.ok_or_else(|| anyhow!("no delivery {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&detail)?);
         }
         DeliveriesCommand::Replay { id, target, since } => {
             let filter = match (id, target) {

@@ -1,6 +1,8 @@
 //! The encrypted mode: the GET URL check and encrypted POSTs. Only the signature in the URL counts
 //! (the copies inside the XML are ignored, as the vendor ignores them).
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -23,9 +25,7 @@ pub(super) async fn verify_url(
     let account = find_account(&state, &account_name)?;
     let crypto = crypto_of(account)?;
     let query = query.as_deref();
-    let signature = query::param(query, "msg_signature").ok_or(IngestError::InvalidSignature)?;
-    let timestamp = query::param(query, "timestamp").ok_or(IngestError::MissingParameter("timestamp"))?;
-    let nonce = query::param(query, "nonce").ok_or(IngestError::MissingParameter("nonce"))?;
+    let (signature, timestamp, nonce) = signed_params(query)?;
     let echostr = query::param(query, "echostr").ok_or(IngestError::MissingParameter("echostr"))?;
     let echo = crypto.open(&signature, &timestamp, &nonce, &echostr).map_err(|e| {
         tracing::warn!(account = %account.name, problem = %e, "URL check refused");
@@ -43,9 +43,7 @@ pub(super) async fn receive(
     body: Body,
 ) -> Result<Response, IngestError> {
     let crypto = crypto_of(account)?;
-    let signature = query::param(query, "msg_signature").ok_or(IngestError::InvalidSignature)?;
-    let timestamp = query::param(query, "timestamp").ok_or(IngestError::MissingParameter("timestamp"))?;
-    let nonce = query::param(query, "nonce").ok_or(IngestError::MissingParameter("nonce"))?;
+    let (signature, timestamp, nonce) = signed_params(query)?;
     let body = read_body(headers, body, state.body_limit, state.body_timeout).await?;
     // Until the signature is checked nothing in the body is trusted, so nothing is stored.
     let encrypt = encrypt_text(&whole_body_decoded(&body)).map_err(|e| {
@@ -64,6 +62,16 @@ pub(super) async fn receive(
         // Signed with the account's token, so it is the platform's: keep it for a key fix.
         Err(problem) => Err(reject(&state.intake.store, account, &body, IngestError::Crypto(problem)).await),
     }
+}
+
+type Signed<'a> = (Cow<'a, str>, Cow<'a, str>, Cow<'a, str>);
+
+/// `msg_signature` (its absence is an authentication failure), `timestamp` and `nonce`.
+fn signed_params(query: Option<&str>) -> Result<Signed<'_>, IngestError> {
+    let signature = query::param(query, "msg_signature").ok_or(IngestError::InvalidSignature)?;
+    let timestamp = query::param(query, "timestamp").ok_or(IngestError::MissingParameter("timestamp"))?;
+    let nonce = query::param(query, "nonce").ok_or(IngestError::MissingParameter("nonce"))?;
+    Ok((signature, timestamp, nonce))
 }
 
 fn crypto_of(account: &Account) -> Result<&CallbackCrypto, IngestError> {

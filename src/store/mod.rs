@@ -262,6 +262,16 @@ impl Store {
         on_backend!(self, events(filter))
     }
 
+    /// One delivery with every attempt and the event's payload, as operators look at it.
+    pub async fn delivery_detail(&self, id: i64) -> Result<Option<serde_json::Value>, StoreError> {
+        let filter = DeliveryFilter { id: Some(id), ..Default::default() };
+        let Some(delivery) = self.deliveries(&filter).await?.pop() else { return Ok(None) };
+        let attempts = self.delivery_attempts(id).await?;
+        let event = self.events(&EventFilter { id: Some(delivery.event_id.clone()), ..Default::default() }).await?;
+        let payload = event.into_iter().next().map(|e| e.payload.0);
+        Ok(Some(serde_json::json!({ "delivery": delivery, "attempts": attempts, "payload": payload })))
+    }
+
     /// Makes the matching delivered or dead deliveries due again; returns how many.
     pub async fn replay(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64, StoreError> {
         on_backend!(self, replay(filter, now))
