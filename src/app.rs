@@ -1,7 +1,7 @@
 //! Wiring: settings → store → routes and delivery worker → a bound listener. Tests build the real
 //! application on port 0 through the same path as `serve`.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +15,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -36,6 +40,7 @@ use crate::store::{Store, StoreError, DELIVERY_CHANNEL};
 pub struct Application {
     listener: TcpListener,
     draining: Arc<AtomicBool>,
+    header_timeout: Duration,
     drain: Duration,
     shutdown_timeout: Duration,
     router: Router,
@@ -102,6 +107,7 @@ impl Application {
         Ok(Self {
             listener,
             draining,
+            header_timeout: Duration::from_millis(settings.server.header_timeout_ms),
             drain: Duration::from_secs(settings.server.drain_secs),
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
             router: router(settings, intake, admin, probes, exposition),
@@ -154,8 +160,7 @@ impl Application {
             tracing::info!(drain_secs = drain.as_secs(), "shutdown begun: draining");
             tokio::time::sleep(drain).await;
         };
-        let mut server =
-            tokio::spawn(axum::serve(self.listener, self.router).with_graceful_shutdown(graceful).into_future());
+        let mut server = tokio::spawn(serve_connections(self.listener, self.router, self.header_timeout, graceful));
         let ended_early = tokio::select! {
             _ = shutdown_begun => None,
             result = &mut server => Some(result),
@@ -182,6 +187,49 @@ impl Application {
         self.store.close().await;
         result
     }
+}
+
+/// Accepts connections until `shutdown`, then lets the open ones finish their requests. Served with
+/// hyper's own builder rather than `axum::serve` for one reason: a timer, so that a client that
+/// trickles its request headers is disconnected after `header_timeout`.
+async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = ConnectionBuilder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little rather than spin.
+                        tracing::warn!(error = %e, "could not accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(router.clone());
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Applies retention now and then. Several replicas may run it at once; each statement is

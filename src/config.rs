@@ -163,6 +163,7 @@ pub struct ServerSettings {
     #[serde(default)]
     pub public_url: String,
     pub body_limit_bytes: usize,
+    pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
     pub max_concurrent_requests: usize,
     pub drain_secs: u64,
@@ -285,8 +286,14 @@ impl Settings {
         if self.server.listen.parse::<SocketAddr>().is_err() {
             problems.push(format!("server.listen: `{}` is not an address like 0.0.0.0:8080", self.server.listen));
         }
-        if self.server.body_timeout_ms == 0 || self.server.max_concurrent_requests == 0 {
-            problems.push("server: body_timeout_ms and max_concurrent_requests must be greater than 0".to_owned());
+        if self.server.header_timeout_ms == 0
+            || self.server.body_timeout_ms == 0
+            || self.server.max_concurrent_requests == 0
+        {
+            problems.push(
+                "server: header_timeout_ms, body_timeout_ms and max_concurrent_requests must be greater than 0"
+                    .to_owned(),
+            );
         }
         if self.server.body_limit_bytes == 0 {
             problems.push("server.body_limit_bytes: must be greater than 0".to_owned());

@@ -210,3 +210,20 @@ async fn beyond_the_concurrency_limit_requests_get_503_with_retry_after() {
     assert_acked(app.post(sample("job_completed.json")).await).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = common::sqlite().await;
+    let app = TestApp::spawn_with(&db, &[("TANYI_RELAY__SERVER__HEADER_TIMEOUT_MS", "300")]).await;
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(b"POST /callbacks/acme?key=acme-callback-key-0001 HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "closed only after {:?}", started.elapsed());
+    // Still serving everyone else.
+    assert_acked(app.post(sample("job_completed.json")).await).await;
+    app.stop().await;
+}
