@@ -54,7 +54,9 @@ pub struct Outbound {
     pub targets: Vec<String>,
 }
 
-/// The outbox entry for a stored callback: its event, for the targets that want it.
+/// The outbox entry for a stored callback: its event, for the targets that want it. `None` when
+/// there is nothing to announce or no target wants it (then no payload is built at all: this runs
+/// on the ingest path).
 pub fn announce(
     targets: &Targets,
     account: &str,
@@ -62,36 +64,47 @@ pub fn announce(
     outcome: Ingested,
     now: DateTime<Utc>,
 ) -> Option<Outbound> {
-    let (event_type, payload) = event_for(account, callback, outcome, now)?;
-    Some(Outbound {
-        id: payload["id"].as_str().unwrap_or_default().to_owned(),
-        event_type,
-        account: account.to_owned(),
-        created_at: now,
-        targets: targets.matching(event_type, account, callback),
-        payload,
-    })
+    let event_type = event_type_for(callback, outcome)?;
+    let wanted_by = targets.matching(event_type, account, callback);
+    if wanted_by.is_empty() {
+        return None;
+    }
+    let (id, payload) = envelope(account, callback, event_type, now);
+    Some(Outbound { id, event_type, account: account.to_owned(), created_at: now, targets: wanted_by, payload })
 }
 
-/// The event a stored callback announces: new things and changed calls; duplicates announce
-/// nothing, and a changed job or SMS (same key, other content) is not a new fact for receivers.
+/// The event a stored callback announces, with its envelope.
 pub fn event_for(
     account: &str,
     callback: &Callback,
     outcome: Ingested,
     now: DateTime<Utc>,
 ) -> Option<(EventType, Value)> {
-    let (event_type, data) = match (&callback.event, outcome) {
-        (_, Ingested::Duplicate) => return None,
-        (Event::CallRecord(call), Ingested::Created) => (EventType::CallFinished, call_data(call)),
-        (Event::CallRecord(call), Ingested::Changed) => (EventType::CallUpdated, call_data(call)),
-        (Event::JobCompleted(job), Ingested::Created) => (EventType::JobCompleted, job_data(job)),
-        (Event::Sms(sms), Ingested::Created) => (EventType::SmsRequested, sms_data(sms)),
-        (Event::Unrecognized, Ingested::Unrecognized) => (
-            EventType::CallbackUnrecognized,
-            json!({ "data_type": callback.data_type, "content_sha256": callback.content_sha256 }),
-        ),
-        _ => return None,
+    let event_type = event_type_for(callback, outcome)?;
+    Some((event_type, envelope(account, callback, event_type, now).1))
+}
+
+/// New things and changed calls are announced; duplicates are not, and a changed job or SMS (same
+/// key, other content) is not a new fact for receivers.
+fn event_type_for(callback: &Callback, outcome: Ingested) -> Option<EventType> {
+    match (&callback.event, outcome) {
+        (_, Ingested::Duplicate) => None,
+        (Event::CallRecord(_), Ingested::Created) => Some(EventType::CallFinished),
+        (Event::CallRecord(_), Ingested::Changed) => Some(EventType::CallUpdated),
+        (Event::JobCompleted(_), Ingested::Created) => Some(EventType::JobCompleted),
+        (Event::Sms(_), Ingested::Created) => Some(EventType::SmsRequested),
+        (Event::Unrecognized, Ingested::Unrecognized) => Some(EventType::CallbackUnrecognized),
+        _ => None,
+    }
+}
+
+/// A new event id and the body receivers get: `{type, id, timestamp, account, data}`.
+fn envelope(account: &str, callback: &Callback, event_type: EventType, now: DateTime<Utc>) -> (String, Value) {
+    let data = match &callback.event {
+        Event::CallRecord(call) => call_data(call),
+        Event::JobCompleted(job) => job_data(job),
+        Event::Sms(sms) => sms_data(sms),
+        Event::Unrecognized => json!({ "data_type": callback.data_type, "content_sha256": callback.content_sha256 }),
     };
     let id = new_event_id(now);
     let envelope = json!({
@@ -101,7 +114,7 @@ pub fn event_for(
         "account": account,
         "data": data,
     });
-    Some((event_type, envelope))
+    (id, envelope)
 }
 
 fn utc(time: Option<DateTime<Utc>>) -> Value {
