@@ -67,6 +67,8 @@ enum Command {
     },
     /// Backfill the calls of a job that the relay never received.
     Reconcile { account: String, job_id: i64 },
+    /// Play the platform: push a generated campaign's callbacks to a relay and report what happened.
+    Simulate(SimulateArgs),
     /// Serve a mock of the platform's REST API (for trying the relay without the platform).
     MockPlatform {
         #[arg(long, default_value = "127.0.0.1:9090")]
@@ -84,6 +86,96 @@ enum Command {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
         lose_percent: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// The account's callback URL without its query, e.g. http://127.0.0.1:8080/callbacks/dev
+    #[arg(long)]
+    url: String,
+    /// Plain mode: the account's callback key.
+    #[arg(long, env = "TANYI_RELAY_SIM_KEY", hide_env_values = true, required_unless_present = "token")]
+    key: Option<String>,
+    /// Encrypted mode: the account's token (with --aes-key).
+    #[arg(long, env = "TANYI_RELAY_SIM_TOKEN", hide_env_values = true, requires = "aes_key", conflicts_with = "key")]
+    token: Option<String>,
+    #[arg(long, env = "TANYI_RELAY_SIM_AES_KEY", hide_env_values = true)]
+    aes_key: Option<String>,
+    #[arg(long, default_value = "")]
+    receive_id: String,
+    #[arg(long, default_value_t = 1000)]
+    calls: u32,
+    #[arg(long, default_value_t = 4)]
+    jobs: u32,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Requests per second at most.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Chance (0 to 1) that an acknowledged callback is sent again.
+    #[arg(long, default_value_t = 0.0)]
+    duplicates: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// compressed (tens of milliseconds), platform (1, 2, 4 … minutes) or none.
+    #[arg(long, default_value = "compressed", value_parser = ["compressed", "platform", "none"])]
+    retry_schedule: String,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    use crate::sim::simulate::{run, Auth, Options, RetrySchedule};
+    let auth = match (args.key, args.token, args.aes_key) {
+        (_, Some(token), Some(aes_key)) => Auth::Encrypted {
+            crypto: crate::platform::crypto::CallbackCrypto::new(&token, &aes_key, &args.receive_id)
+                .map_err(|e| anyhow::anyhow!("--aes-key {e}"))?,
+        },
+        (Some(key), _, _) => Auth::Plain { key },
+        _ => anyhow::bail!("give --key, or --token and --aes-key"),
+    };
+    let retry = match args.retry_schedule.as_str() {
+        "platform" => RetrySchedule::Platform,
+        "none" => RetrySchedule::None,
+        _ => RetrySchedule::Compressed,
+    };
+    let options = Options {
+        url: args.url.trim_end_matches('/').to_owned(),
+        auth,
+        calls: args.calls,
+        jobs: args.jobs,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        duplicates: args.duplicates.clamp(0.0, 1.0),
+        seed: args.seed,
+        retry,
+    };
+    let summary = run(options).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "callbacks {}  requests {}  acked {}  retried {}  given up {}  duplicates {}\n\
+             {:.2} s, {:.1} acked/s, ack latency ms p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+            summary.callbacks,
+            summary.requests,
+            summary.acked,
+            summary.retried,
+            summary.given_up,
+            summary.duplicates_sent,
+            summary.seconds,
+            summary.throughput,
+            summary.latency_ms.p50,
+            summary.latency_ms.p90,
+            summary.latency_ms.p99,
+            summary.latency_ms.max
+        );
+    }
+    if summary.given_up > 0 {
+        anyhow::bail!("{} callbacks were never acknowledged", summary.given_up);
+    }
+    Ok(())
 }
 
 pub fn main() -> ExitCode {
@@ -118,6 +210,7 @@ pub fn main() -> ExitCode {
             Command::Reconcile { account, job_id } => {
                 platform::reconcile(&account, job_id, cli.config.as_deref()).await
             }
+            Command::Simulate(args) => simulate(args).await,
             Command::MockPlatform { listen, seed, jobs, calls_per_job, push_to, lose_percent } => {
                 platform::mock_platform(platform::MockOptions {
                     listen,

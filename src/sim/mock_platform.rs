@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use super::rng::Rng;
 use crate::platform::signing::rest_signature;
 
 const RESULTS: [(&str, u64); 6] =
@@ -413,37 +414,4 @@ async fn update_isv_info(
     }
     *mock.registered.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
     Ok(ok(Value::Null))
-}
-
-/// A small deterministic generator (splitmix64): test data only, never secrets.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn weighted(&mut self, choices: &[(&'static str, u64)]) -> &'static str {
-        let total: u64 = choices.iter().map(|(_, w)| w).sum();
-        let mut pick = self.below(total);
-        for (choice, weight) in choices {
-            if pick < *weight {
-                return choice;
-            }
-            pick -= weight;
-        }
-        choices[0].0
-    }
 }
