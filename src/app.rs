@@ -189,6 +189,10 @@ impl Application {
     }
 }
 
+/// Request headers beyond this are refused with 431 before any handler runs (the platform sends a
+/// few hundred bytes). Bodies are streamed and limited separately (`server.body_limit_bytes`).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Accepts connections until `shutdown`, then lets the open ones finish their requests. Served with
 /// hyper's own builder rather than `axum::serve` for one reason: a timer, so that a client that
 /// trickles its request headers is disconnected after `header_timeout`.
@@ -200,7 +204,7 @@ async fn serve_connections(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut builder = ConnectionBuilder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_HEADER_BYTES);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
