@@ -314,7 +314,7 @@ macro_rules! backend {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((previous_level, inbox_id)) = previous else {
-                    return Err(StoreError::Setup(format!("call {call_record_id} is not stored")));
+                    return Err(StoreError::Missing(format!("call {call_record_id}")));
                 };
                 sqlx::query(
                     "UPDATE call_records SET intent_level_name = $1, real_intent_level = $2, real_intent_level_name = $3, \

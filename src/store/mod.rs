@@ -42,6 +42,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database: {0}")]
     Setup(String),
+    #[error("{0} is not stored")]
+    Missing(String),
 }
 
 /// Where a callback came from: pushed by the platform, or fetched back from its REST API.
