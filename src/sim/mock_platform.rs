@@ -12,19 +12,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::rng::Rng;
+use super::traffic;
+pub use super::traffic::call_record_id;
 use crate::platform::signing::rest_signature;
-
-const RESULTS: [(&str, u64); 6] =
-    [("ANSWERED", 34), ("NO_ANSWER", 30), ("BUSY", 12), ("POWER_OFF", 10), ("REFUSED", 8), ("VACANT_NUMBER", 6)];
-const INTENTS: [(&str, u64); 6] = [("A", 4), ("B", 8), ("C", 18), ("D", 22), ("E", 20), ("F", 28)];
-const LINES: [&str; 6] = [
-    "喂，您好，我是智能助理，想跟您介绍一下新楼盘。",
-    "嗯，你说。",
-    "均价一万七，离地铁很近。",
-    "价格有点高。",
-    "可以给您发一份资料吗？",
-    "好的，发吧。",
-];
 
 #[derive(Debug, Clone)]
 pub struct MockConfig {
@@ -119,36 +109,7 @@ impl MockPlatform {
 
     /// The `data` of call `index` (from 0) of a job: what the push and the API both carry.
     pub fn call_record(&self, robot_call_job_id: i64, index: u32) -> Value {
-        let mut rng =
-            Rng::new(self.config.seed ^ (robot_call_job_id as u64).wrapping_mul(0x9e37_79b9) ^ u64::from(index) << 32);
-        let result = rng.weighted(&RESULTS);
-        let answered = result == "ANSWERED";
-        let turns = if answered { 1 + rng.below(LINES.len() as u64) as usize } else { 0 };
-        let transcript: Vec<Value> = (0..turns)
-            .map(|i| json!({"callDetailId": i + 1, "type": if i % 2 == 0 { "ROBOT" } else { "PERSON" }, "text": LINES[i]}))
-            .collect();
-        let minute = rng.below(600);
-        let duration = if answered { 10 + rng.below(170) } else { 0 };
-        json!({
-            "callRecordId": call_record_id(robot_call_job_id, index),
-            "tenantId": 1,
-            "robotCallJobId": robot_call_job_id,
-            "dialogFlowId": 12,
-            "calledPhoneNumber": format!("1{:010}", rng.below(10_000_000_000)),
-            "resultStatus": result,
-            "intentLevel": if answered { rng.weighted(&INTENTS) } else { "F" },
-            "customerConcern": if answered && rng.below(2) == 0 { json!(["价格"]) } else { json!([]) },
-            "fullAudioUrl": if answered { json!(format!("https://audio.example.com/{robot_call_job_id}/{index}.wav")) } else { Value::Null },
-            "customerAudioUrl": Value::Null,
-            "analysisBasis": if answered { "客户有兴趣" } else { "未接通" },
-            "startTime": format!("2024-03-01 {:02}:{:02}:00", 9 + minute / 60, minute % 60),
-            "endTime": format!("2024-03-01 {:02}:{:02}:{:02}", 9 + minute / 60, minute % 60, duration.min(59)),
-            "chatDuration": duration,
-            "chatRound": turns,
-            "attributes": [],
-            "properties": {"来源": "mock"},
-            "callDetailList": transcript,
-        })
+        traffic::call_record(self.config.seed, robot_call_job_id, index)
     }
 
     /// Pushes every job's calls and then its completion to a relay's callback URL, as the platform
@@ -178,10 +139,9 @@ impl MockPlatform {
     }
 
     fn find_call(&self, call_record_id: i64) -> Option<Value> {
-        self.config.jobs.iter().find_map(|(job, calls)| {
-            let index = call_record_id - call_record_id_base(*job);
-            (0..i64::from(*calls)).contains(&index).then(|| self.call_record(*job, index as u32))
-        })
+        let (job, index) = traffic::job_and_index(call_record_id);
+        let calls = self.calls_of(job)?;
+        (index < i64::from(calls)).then(|| self.call_record(job, index as u32))
     }
 
     /// The platform's check: the signature over the configured credentials and the sent
@@ -221,14 +181,6 @@ impl PushReport {
             self.refused += 1;
         }
     }
-}
-
-fn call_record_id_base(robot_call_job_id: i64) -> i64 {
-    robot_call_job_id * 1_000_000
-}
-
-pub fn call_record_id(robot_call_job_id: i64, index: u32) -> i64 {
-    call_record_id_base(robot_call_job_id) + i64::from(index)
 }
 
 fn envelope(code: i64, data: Value, message: &str) -> Json<Value> {

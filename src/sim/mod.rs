@@ -4,3 +4,4 @@
 pub mod mock_platform;
 mod rng;
 pub mod simulate;
+pub mod traffic;

@@ -1,6 +1,5 @@
-//! The platform pushing a campaign's callbacks to a relay, as it really does: calls (about a third
-//! answered, transcripts of 0 to 40 turns, intent levels weighted towards C–F, custom properties),
-//! SMS callbacks for some calls, each job's completion after its calls; plain or encrypted; every
+//! The platform pushing a campaign's callbacks to a relay, as it really does: calls (see
+//! `traffic`), SMS callbacks for some calls, each job's completion after its calls; plain or encrypted; every
 //! callback re-sent on anything but `200 success` following the platform's retry contract (10
 //! attempts, 1, 2, 4, 8 … minutes apart, or a compressed version of it). Deterministic traffic for
 //! a given seed.
@@ -10,34 +9,16 @@ use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::rng::Rng;
+use super::traffic;
 use crate::platform::crypto::CallbackCrypto;
 
 /// The platform's contract: at most 10 attempts.
 const ATTEMPTS: u32 = 10;
-const RESULTS: [(&str, u64); 7] = [
-    ("ANSWERED", 34),
-    ("NO_ANSWER", 28),
-    ("BUSY", 12),
-    ("POWER_OFF", 10),
-    ("REFUSED", 8),
-    ("VACANT_NUMBER", 5),
-    ("CAN_NOT_CONNECT", 3),
-];
-const INTENTS: [(&str, u64); 6] = [("A", 5), ("B", 10), ("C", 20), ("D", 22), ("E", 18), ("F", 25)];
-const ROBOT: [&str; 4] = [
-    "您好，我是楼盘顾问小智，打扰您一分钟。",
-    "我们在江北新开了一个精装楼盘，均价一万七。",
-    "离地铁站步行五分钟。",
-    "可以加您微信发一份资料吗？",
-];
-const PERSON: [&str; 4] = ["嗯，你说。", "价格有点高。", "位置在哪里？", "好的，发过来吧。"];
-const CONCERNS: [&str; 4] = ["价格", "位置", "户型", "交房时间"];
-
 #[derive(Debug, Clone)]
 pub enum Auth {
     Plain { key: String },
@@ -124,69 +105,18 @@ pub fn campaign(options: &Options) -> Vec<Job> {
         .map(|j| {
             let robot_call_job_id = 9_000 + i64::from(j);
             let calls = options.calls / jobs + u32::from(j < options.calls % jobs);
-            let mut rng = Rng::new(options.seed ^ (robot_call_job_id as u64) << 20);
             let mut callbacks = Vec::new();
             for index in 0..calls {
-                let call = call_record(&mut rng, robot_call_job_id, index);
-                let answered = call["resultStatus"] == "ANSWERED";
-                let sms = answered && rng.below(4) == 0;
-                let call_id = call["callRecordId"].clone();
-                let phone = call["calledPhoneNumber"].clone();
+                let call = traffic::call_record(options.seed, robot_call_job_id, index);
+                let sms = traffic::sms_request(options.seed, &call);
                 callbacks.push(json!({"dataType": "ROBOT_CALL_RECORD", "data": call}).to_string());
-                if sms {
-                    callbacks.push(sms_request(robot_call_job_id, &call_id, &phone).to_string());
-                }
+                callbacks.extend(sms.map(|sms| sms.to_string()));
             }
             let completion = json!({"dataType": "ROBOT_CALL_JOB",
                 "data": {"robotCallJobId": robot_call_job_id, "tenantId": 1, "status": "COMPLETED"}});
             Job { robot_call_job_id, callbacks, completion: completion.to_string() }
         })
         .collect()
-}
-
-fn call_record(rng: &mut Rng, robot_call_job_id: i64, index: u32) -> Value {
-    let result = rng.weighted(&RESULTS);
-    let answered = result == "ANSWERED";
-    let turns = if answered { rng.below(41) as usize } else { 0 };
-    let transcript: Vec<Value> = (0..turns)
-        .map(|i| {
-            let (speaker, lines) = if i % 2 == 0 { ("ROBOT", &ROBOT) } else { ("PERSON", &PERSON) };
-            json!({"callDetailId": i + 1, "type": speaker, "text": lines[(i / 2) % lines.len()]})
-        })
-        .collect();
-    let minute = rng.below(600);
-    let duration = if answered { 5 + turns as u64 * 4 } else { 0 };
-    let tier = ["普通", "银卡", "金卡"][rng.below(3) as usize];
-    let concerns: Vec<&str> =
-        if answered { CONCERNS.iter().copied().filter(|_| rng.below(3) == 0).collect() } else { Vec::new() };
-    json!({
-        "callRecordId": robot_call_job_id * 1_000_000 + i64::from(index),
-        "tenantId": 1,
-        "robotCallJobId": robot_call_job_id,
-        "dialogFlowId": 12,
-        "calledPhoneNumber": format!("1{:010}", rng.below(10_000_000_000)),
-        "resultStatus": result,
-        "intentLevel": if answered { rng.weighted(&INTENTS) } else { "F" },
-        "customerConcern": concerns,
-        "fullAudioUrl": if answered { json!(format!("https://audio.example.com/{robot_call_job_id}/{index}.wav")) } else { Value::Null },
-        "customerAudioUrl": Value::Null,
-        "analysisBasis": if answered { "客户有兴趣" } else { "未接通" },
-        "startTime": format!("2024-03-01 {:02}:{:02}:00", 9 + minute / 60, minute % 60),
-        "endTime": format!("2024-03-01 {:02}:{:02}:{:02}", 9 + minute / 60, minute % 60, duration.min(59)),
-        "chatDuration": duration,
-        "chatRound": turns,
-        "attributes": if answered && rng.below(2) == 0 { json!(["有意向"]) } else { json!([]) },
-        "properties": {"客户等级": tier, "来源": "模拟"},
-        "callDetailList": transcript,
-    })
-}
-
-fn sms_request(robot_call_job_id: i64, call_record_id: &Value, phone: &Value) -> Value {
-    json!({"dataType": "ROBOT_CALL_SMS", "data": {
-        "tenantId": 1, "companyName": "模拟公司", "customerPersonName": "客户", "phoneNumber": phone,
-        "callRecordId": call_record_id, "robotCallRobotId": robot_call_job_id, "robotCallRobotName": "模拟任务",
-        "msgList": [{"smsTemplateId": 152, "smsTemplateName": "welcome", "smsSignatureId": 109,
-            "smsSignatureName": "模拟", "type": "NOTICE", "text": "${姓名} 您好", "msg": "【模拟】客户 您好", "varMap": {"姓名": "客户"}}]}})
 }
 
 struct Sender {
@@ -341,6 +271,8 @@ fn latency(mut samples: Vec<Duration>) -> Latency {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn options(seed: u64) -> Options {
