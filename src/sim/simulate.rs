@@ -33,6 +33,9 @@ pub enum RetrySchedule {
     Compressed,
     /// One attempt only.
     None,
+    /// The platform's doubling from another first wait (a 30-second outage needs more patience
+    /// than `Compressed` has).
+    DoublingFrom(Duration),
 }
 
 impl RetrySchedule {
@@ -43,6 +46,7 @@ impl RetrySchedule {
             RetrySchedule::Platform => Some(Duration::from_secs(60) * doubling),
             RetrySchedule::Compressed => Some(Duration::from_millis(20) * doubling),
             RetrySchedule::None => None,
+            RetrySchedule::DoublingFrom(first) => Some(first * doubling),
         }
     }
 }
@@ -81,6 +85,9 @@ pub struct Summary {
     /// Acknowledged callbacks per second.
     pub throughput: f64,
     pub latency_ms: Latency,
+    /// The bodies of the callbacks given up, so that a test can tell which ones were acknowledged.
+    #[serde(skip)]
+    pub unacknowledged: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -135,6 +142,7 @@ struct Stats {
     given_up: u64,
     duplicates_sent: u64,
     latencies: Vec<Duration>,
+    unacknowledged: Vec<String>,
 }
 
 /// Sends the campaign and reports what happened. Jobs run side by side; a job's completion is sent
@@ -178,6 +186,7 @@ pub async fn run(options: Options) -> Summary {
         seconds,
         throughput: if seconds > 0.0 { stats.acked as f64 / seconds } else { 0.0 },
         latency_ms: latency(stats.latencies),
+        unacknowledged: stats.unacknowledged,
     }
 }
 
@@ -195,7 +204,9 @@ impl Sender {
             tokio::time::sleep(wait).await;
         }
         if !acked {
-            self.stats().given_up += 1;
+            let mut stats = self.stats();
+            stats.given_up += 1;
+            stats.unacknowledged.push(body.to_owned());
             return;
         }
         self.stats().acked += 1;
