@@ -11,6 +11,7 @@ pub struct RelayProcess {
     pub base: String,
     config: PathBuf,
     log: PathBuf,
+    env: Vec<(String, String)>,
     starts: usize,
 }
 
@@ -23,6 +24,10 @@ impl RelayProcess {
     /// Writes `config_toml` (plus the listen address) into `dir` and starts `serve` with it; ready
     /// when `/healthz` answers (readiness may wait for a database that is away).
     pub async fn start(dir: &Path, name: &str, config_toml: &str) -> RelayProcess {
+        Self::start_with_env(dir, name, config_toml, &[]).await
+    }
+
+    pub async fn start_with_env(dir: &Path, name: &str, config_toml: &str, env: &[(&str, &str)]) -> RelayProcess {
         let port = free_port();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{config_toml}"))
@@ -32,6 +37,7 @@ impl RelayProcess {
             base: format!("http://127.0.0.1:{port}"),
             config,
             log: dir.join(format!("{name}.log")),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             starts: 0,
         };
         relay.restart().await;
@@ -46,6 +52,7 @@ impl RelayProcess {
                 .arg("serve")
                 .env("TANYI_RELAY_CONFIG", &self.config)
                 .env("RUST_LOG", "info")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -65,6 +72,17 @@ impl RelayProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the graceful stop.
+    pub async fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "the relay did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
