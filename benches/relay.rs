@@ -8,6 +8,9 @@
 //! [--markdown FILE]`; Postgres needs `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` (a server where
 //! the user may create databases).
 
+#[path = "../tests/common/report_queries.rs"]
+mod report_queries;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -526,7 +529,7 @@ impl Bench {
         let _ = writeln!(out, "| ack p99 ms at concurrency 16 | {:.1} | {:.1} | |", small.p99_ms, big.p99_ms);
         let _ = writeln!(out, "\n| documented report query | rows | time (best of 3) |");
         let _ = writeln!(out, "|---|---|---|");
-        for (heading, sql) in documented_queries(backend) {
+        for (heading, sql) in report_queries::documented_queries(backend.name()) {
             let mut best = Duration::MAX;
             let mut count = 0;
             for _ in 0..3 {
@@ -726,24 +729,6 @@ async fn seed_calls(store: &Store, rows: u64) {
     } else if let Store::Sqlite(pool) = store {
         sqlx::raw_sql("ANALYZE").execute(pool).await.expect("analyze");
     }
-}
-
-/// The queries of docs/REPORTING.md for this backend, as (heading, SQL).
-fn documented_queries(backend: Backend) -> Vec<(String, String)> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/REPORTING.md")).expect("REPORTING.md");
-    let own = format!("```sql {}", backend.name());
-    let mut queries = Vec::new();
-    let mut heading = String::new();
-    let mut lines = doc.lines();
-    while let Some(line) = lines.next() {
-        if let Some(title) = line.strip_prefix("### ") {
-            heading = title.to_owned();
-        } else if line == "```sql" || line == own {
-            let sql: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
-            queries.push((heading.clone(), sql.join("\n")));
-        }
-    }
-    queries
 }
 
 fn gauge(text: &str, name: &str) -> Option<i64> {

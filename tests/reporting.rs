@@ -2,6 +2,8 @@
 //! known data set.
 
 mod common;
+#[path = "common/report_queries.rs"]
+mod report_queries;
 
 use common::{assert_acked, databases, TestApp, TestDb, ACCOUNTS_TOML};
 use serde_json::json;
@@ -85,23 +87,10 @@ async fn rows(store: &Store, sql: &str) -> Vec<Vec<String>> {
 
 /// The documented queries: (heading, SQL) for this backend.
 fn documented_queries(backend: common::Backend) -> Vec<(String, String)> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/REPORTING.md")).unwrap();
-    let own_tag = match backend {
-        common::Backend::Postgres => "sql postgres",
-        common::Backend::Sqlite => "sql sqlite",
-    };
-    let mut queries = Vec::new();
-    let mut heading = String::new();
-    let mut lines = doc.lines();
-    while let Some(line) = lines.next() {
-        if let Some(title) = line.strip_prefix("### ") {
-            heading = title.to_owned();
-        } else if line == "```sql" || line == format!("```{own_tag}") {
-            let sql: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
-            queries.push((heading.clone(), sql.join("\n")));
-        }
-    }
-    queries
+    report_queries::documented_queries(match backend {
+        common::Backend::Postgres => "postgres",
+        common::Backend::Sqlite => "sqlite",
+    })
 }
 
 fn find<'a>(rows: &'a [Vec<String>], first: &str) -> &'a Vec<String> {
