@@ -4,8 +4,8 @@
 //! receivers; and ingest plus the documented report queries with many calls already stored.
 //! Every relay figure is printed next to its ratio to the baseline of the same run.
 //!
-//! `cargo bench --bench relay -- [--backends sqlite,postgres] [--calls N] [--scale-rows N]
-//! [--markdown FILE]`; Postgres needs `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` (a server where
+//! `cargo bench --bench relay -- [--backends sqlite,postgres] [--parts ingest,fanout,scale]
+//! [--calls N] [--scale-rows N] [--markdown FILE]`; Postgres needs `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` (a server where
 //! the user may create databases).
 
 #[path = "../tests/common/report_queries.rs"]
@@ -60,12 +60,19 @@ struct Args {
     backends: Vec<Backend>,
     calls: u32,
     scale_rows: u64,
+    /// Which parts to run: ingest (with its baseline), fanout, scale.
+    parts: Vec<String>,
     markdown: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
-    let mut args =
-        Args { backends: vec![Backend::Sqlite, Backend::Postgres], calls: 3000, scale_rows: 1_000_000, markdown: None };
+    let mut args = Args {
+        backends: vec![Backend::Sqlite, Backend::Postgres],
+        calls: 3000,
+        scale_rows: 1_000_000,
+        parts: ["ingest", "fanout", "scale"].map(String::from).to_vec(),
+        markdown: None,
+    };
     let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
         let mut value = || given.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -82,6 +89,7 @@ fn parse_args() -> Args {
             }
             "--calls" => args.calls = value().parse().expect("--calls N"),
             "--scale-rows" => args.scale_rows = value().parse().expect("--scale-rows N"),
+            "--parts" => args.parts = value().split(',').map(String::from).collect(),
             "--markdown" => args.markdown = Some(value().into()),
             // cargo bench passes --bench to every bench target.
             "--bench" => {}
@@ -110,7 +118,7 @@ async fn main() {
             eprintln!("postgres skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
             continue;
         }
-        let section = bench.backend(backend, args.scale_rows).await;
+        let section = bench.backend(backend, &args.parts, args.scale_rows).await;
         println!("{section}");
         report.push_str(&section);
     }
@@ -162,10 +170,35 @@ struct Fanout {
     drain_ms: f64,
     max_in_flight: i64,
     max_connections_in_use: i64,
+    /// The relay's own measure of a request to the receiver (`delivery_attempts.latency_ms`).
+    send_ms: f64,
 }
 
 impl Bench {
-    async fn backend(&self, backend: Backend, scale_rows: u64) -> String {
+    async fn backend(&self, backend: Backend, parts: &[String], scale_rows: u64) -> String {
+        let wants = |part: &str| parts.iter().any(|p| p == part);
+        let mut out = String::new();
+        // The scale part compares with the ingest part's figure at concurrency 16.
+        let mut at_16 = None;
+        if wants("ingest") || wants("scale") {
+            let (section, measured) = self.ingest_part(backend).await;
+            if wants("ingest") {
+                out.push_str(&section);
+            }
+            at_16 = Some(measured);
+        }
+        if wants("fanout") {
+            out.push_str(&self.fanout_part(backend).await);
+        }
+        if let Some(small) = at_16.filter(|_| wants("scale") && scale_rows > 0) {
+            eprintln!("== {}: scale ({scale_rows} stored calls)", backend.name());
+            out.push_str(&self.scale(backend, scale_rows, &small).await);
+        }
+        out
+    }
+
+    /// The baseline and the relay at each concurrency; also returns the relay at concurrency 16.
+    async fn ingest_part(&self, backend: Backend) -> (String, Measured) {
         let mut out = String::new();
         let name = backend.name();
         eprintln!("== {name}: baseline");
@@ -224,19 +257,24 @@ impl Bench {
         if relay.values().chain([&half]).any(|m| m.acked != m.callbacks) {
             let _ = writeln!(out, "\nWARNING: some callbacks were not acknowledged (see the simulator's retries).");
         }
+        (out, relay[&16].clone())
+    }
 
+    async fn fanout_part(&self, backend: Backend) -> String {
+        let mut out = String::new();
+        let name = backend.name();
         eprintln!("== {name}: fan-out");
         let _ = writeln!(out, "\n## {name}: fan-out (ingest at concurrency 16, receivers take {RECEIVER_WORK:?})\n");
         let _ = writeln!(
             out,
-            "| receivers | events | deliveries | deliveries/s | ingest/s | ack → delivery p50 / p99 ms | drain after last ack | max deliveries in flight | max DB connections in use | duplicates | missing |"
+            "| receivers | events | deliveries | deliveries/s | ingest/s | ack → delivery p50 / p99 ms | drain after last ack | send ms (relay's mean) | max deliveries in flight | max DB connections in use | duplicates | missing |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for receivers in [1, 4] {
             let f = self.fanout(backend, receivers).await;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {:.0} | **{:.1}** / {:.1} | {:.0} ms | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {:.0} | **{:.1}** / {:.1} | {:.0} ms | {:.1} | {} | {} | {} | {} |",
                 f.receivers,
                 f.events,
                 f.deliveries,
@@ -245,6 +283,7 @@ impl Bench {
                 f.p50_ms,
                 f.p99_ms,
                 f.drain_ms,
+                f.send_ms,
                 f.max_in_flight,
                 f.max_connections_in_use,
                 f.duplicates,
@@ -252,10 +291,6 @@ impl Bench {
             );
         }
 
-        if scale_rows > 0 {
-            eprintln!("== {name}: scale ({scale_rows} stored calls)");
-            out.push_str(&self.scale(backend, scale_rows, &relay[&16]).await);
-        }
         out
     }
 
@@ -461,6 +496,7 @@ impl Bench {
         receivers.iter().for_each(|r| r.state.done.store(1, Ordering::Relaxed));
         let max_in_flight = sampler.await.unwrap_or(0);
         relay.stop();
+        let send_ms = mean_send_ms(&database).await;
         self.drop_database(database).await;
 
         let mut latencies = Vec::new();
@@ -489,6 +525,7 @@ impl Bench {
             drain_ms: last_arrival.duration_since(last_ack).unwrap_or_default().as_secs_f64() * 1000.0,
             max_in_flight,
             max_connections_in_use: sampling.load(Ordering::Relaxed),
+            send_ms,
         }
     }
 
@@ -536,7 +573,7 @@ impl Bench {
                 let began = Instant::now();
                 count = match &store {
                     Store::Postgres(pool) => sqlx::query(&sql).fetch_all(pool).await.map(|r| r.len()),
-                    Store::Sqlite(pool) => sqlx::query(&sql).fetch_all(pool).await.map(|r| r.len()),
+                    Store::Sqlite(sqlite) => sqlx::query(&sql).fetch_all(&sqlite.readers).await.map(|r| r.len()),
                 }
                 .unwrap_or_else(|e| panic!("{heading}: {e}"));
                 best = best.min(began.elapsed());
@@ -559,6 +596,20 @@ fn measured(summary: &Summary, cpu_percent: f64, peak_rss_mb: Option<f64>) -> Me
         cpu_percent: Some(cpu_percent),
         peak_rss_mb,
     }
+}
+
+async fn mean_send_ms(database: &Database) -> f64 {
+    const MEAN: &str = "SELECT CAST(AVG(latency_ms) AS DOUBLE PRECISION) FROM delivery_attempts";
+    let settings = HashMap::from([("TANYI_RELAY__DATABASE__URL".to_owned(), database.url.clone())]);
+    let Ok(store) = Store::connect(&Settings::from_sources(None, settings).expect("settings").database).await else {
+        return f64::NAN;
+    };
+    let mean: Result<Option<f64>, sqlx::Error> = match &store {
+        Store::Postgres(pool) => sqlx::query_scalar(MEAN).fetch_one(pool).await,
+        Store::Sqlite(sqlite) => sqlx::query_scalar(MEAN).fetch_one(&sqlite.readers).await,
+    };
+    store.close().await;
+    mean.ok().flatten().unwrap_or(f64::NAN)
 }
 
 /// When the simulator began, from when it ended and how long it ran.
@@ -694,7 +745,7 @@ async fn seed_calls(store: &Store, rows: u64) {
                 );
                 sqlx::raw_sql(&sql).execute(pool).await.expect("seed Postgres");
             }
-            Store::Sqlite(pool) => {
+            Store::Sqlite(tanyi_relay::store::SqliteStore { readers: pool, .. }) => {
                 let sql = format!(
                     "WITH RECURSIVE g(n) AS (SELECT {} UNION ALL SELECT n + 1 FROM g WHERE n < {end})
                      INSERT INTO inbox (id, account, data_type, dedup_key, content_sha256, status, first_seen_at, last_seen_at)
@@ -726,7 +777,7 @@ async fn seed_calls(store: &Store, rows: u64) {
             .execute(pool)
             .await
             .expect("after seeding");
-    } else if let Store::Sqlite(pool) = store {
+    } else if let Store::Sqlite(tanyi_relay::store::SqliteStore { readers: pool, .. }) = store {
         sqlx::raw_sql("ANALYZE").execute(pool).await.expect("analyze");
     }
 }

@@ -170,7 +170,7 @@ async fn break_transcripts(app: &TestApp) {
     let sql = "ALTER TABLE call_turns RENAME TO call_turns_gone";
     match &app.store {
         tanyi_relay::store::Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
-        tanyi_relay::store::Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        tanyi_relay::store::Store::Sqlite(sqlite) => sqlx::query(sql).execute(&sqlite.readers).await.map(drop),
     }
     .expect("rename table");
 }

@@ -91,7 +91,7 @@ impl Tally {
 async fn strings(store: &Store, sql: &str) -> Vec<String> {
     match store {
         Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
-        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        Store::Sqlite(sqlite) => sqlx::query_scalar(sql).fetch_all(&sqlite.readers).await,
     }
     .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }

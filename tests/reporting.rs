@@ -78,7 +78,7 @@ async fn rows(store: &Store, sql: &str) -> Vec<Vec<String>> {
             let fetched = sqlx::query(sql).fetch_all(pool).await.unwrap_or_else(|e| panic!("{e}\n{sql}"));
             fetched.iter().map(|r| (0..r.columns().len()).map(|i| text!(r, i)).collect()).collect()
         }
-        Store::Sqlite(pool) => {
+        Store::Sqlite(tanyi_relay::store::SqliteStore { readers: pool, .. }) => {
             let fetched = sqlx::query(sql).fetch_all(pool).await.unwrap_or_else(|e| panic!("{e}\n{sql}"));
             fetched.iter().map(|r| (0..r.columns().len()).map(|i| text!(r, i)).collect()).collect()
         }

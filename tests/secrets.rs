@@ -111,6 +111,12 @@ async fn the_log_of_a_full_run_holds_no_secret_and_no_full_phone_number() {
             http.get(format!("{}/admin/deliveries", relay.base)).bearer_auth(token).send().await.unwrap();
         }
         crm.wait_delivered(a.callbacks as usize, Duration::from_secs(60)).await;
+        // Reconciliation and enrichment run after the callbacks, inside the relay.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !["target=reconcile.acme", "target=enrich.acme"].iter().all(|done| relay.log().contains(done)) {
+            assert!(std::time::Instant::now() < deadline, "reconciliation and enrichment did not run");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         relay.terminate().await;
 
         let log = relay.log();

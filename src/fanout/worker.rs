@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use super::target::{Target, TargetKind, Targets};
 use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::platform::client::describe_http_error;
+use crate::store::group_commit::GroupCommit;
 use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, Store};
 
 /// How much of a receiver's answer is kept with an attempt.
@@ -89,13 +91,18 @@ pub struct DeliveryWorker {
     worker_id: String,
     settings: DeliverySettings,
     wake: Wake,
+    /// Attempts that finish together, across targets, are recorded in one transaction.
+    finished: Arc<GroupCommit<Attempt>>,
 }
 
 /// What one target's loop keeps between rounds.
 struct TargetState {
     target: Target,
     permits: Arc<Semaphore>,
+    /// Claimed and not finished (handed back at shutdown if still here).
     in_flight: Mutex<HashSet<i64>>,
+    /// Claimed and not yet answered by the receiver: what the next claim tops up.
+    unsent: AtomicUsize,
     health: Mutex<Health>,
     next_send: tokio::sync::Mutex<Instant>,
 }
@@ -143,7 +150,17 @@ impl DeliveryWorker {
             .user_agent(concat!("tanyi-relay/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with static settings");
-        DeliveryWorker { store, targets, internal, metrics, client, worker_id: worker_id(), settings, wake }
+        DeliveryWorker {
+            store,
+            targets,
+            internal,
+            metrics,
+            client,
+            worker_id: worker_id(),
+            settings,
+            wake,
+            finished: Arc::default(),
+        }
     }
 
     pub fn worker_id(&self) -> &str {
@@ -168,6 +185,7 @@ impl DeliveryWorker {
         let state = Arc::new(TargetState {
             permits: Arc::new(Semaphore::new(target.max_in_flight)),
             in_flight: Mutex::new(HashSet::new()),
+            unsent: Default::default(),
             health: Mutex::new(Health::default()),
             next_send: tokio::sync::Mutex::new(Instant::now()),
             target,
@@ -212,43 +230,67 @@ impl DeliveryWorker {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<usize, crate::store::StoreError> {
         let target = &state.target;
-        let mut free = state.permits.available_permits();
+        // Waiting for a slot or being sent; those being recorded no longer count.
+        let held = state.unsent.load(Ordering::SeqCst);
         let paused_until = lock(&state.health).paused_until;
-        if let Some(until) = paused_until {
+        let wanted = if let Some(until) = paused_until {
             if Instant::now() < until {
                 return Ok(0);
             }
             // Paused target: probe with one delivery until one succeeds.
-            free = free.min(1);
-        }
-        if free == 0 {
+            target.max_in_flight.saturating_sub(held).min(1)
+        } else if target.ordered {
+            target.max_in_flight.saturating_sub(held)
+        } else {
+            // Claims are transactions of this one loop. Claiming up to twice the slots keeps the
+            // next deliveries ready while the current ones are sent, and waiting until half a
+            // window is wanted lets one claim serve several deliveries.
+            let wanted = (2 * target.max_in_flight).saturating_sub(held);
+            if held > 0 && wanted < target.max_in_flight.div_ceil(2) {
+                return Ok(0);
+            }
+            wanted
+        };
+        if wanted == 0 {
             return Ok(0);
         }
         let now = Utc::now();
-        let lease = Duration::from_secs(self.settings.lease_secs).max(target.timeout + Duration::from_secs(30));
+        // A claimed delivery may wait for a slot (at most one send) before its own send.
+        let lease = Duration::from_secs(self.settings.lease_secs).max(2 * target.timeout + Duration::from_secs(30));
         let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(60));
         let claimed = self
             .store
-            .claim_deliveries(&target.name, target.ordered, now, lease_until, free as i64, &self.worker_id)
+            .claim_deliveries(&target.name, target.ordered, now, lease_until, wanted as i64, &self.worker_id)
             .await?;
         let count = claimed.len();
         for delivery in claimed {
-            let Ok(permit) = state.permits.clone().acquire_owned().await else { break };
             lock(&state.in_flight).insert(delivery.id);
+            state.unsent.fetch_add(1, Ordering::SeqCst);
             let worker = self.clone();
             let state = state.clone();
             let stop = shutdown.clone();
             sends.spawn(async move {
-                worker.deliver(&state, &delivery, &stop).await;
+                // The semaphore queues fairly: deliveries are sent in the order they were claimed.
+                match state.permits.clone().acquire_owned().await {
+                    Ok(slot) => worker.deliver(&state, &delivery, &stop, slot).await,
+                    Err(_) => _ = state.unsent.fetch_sub(1, Ordering::SeqCst),
+                }
                 lock(&state.in_flight).remove(&delivery.id);
-                drop(permit);
             });
         }
         Ok(count)
     }
 
     /// Sends one claimed delivery and records the outcome.
-    async fn deliver(&self, state: &TargetState, delivery: &ClaimedDelivery, stop: &watch::Receiver<bool>) {
+    /// `slot` is one of the target's `max_in_flight`: it bounds requests to the receiver, so it is
+    /// handed back as soon as the answer is in, before the attempt is recorded.
+    async fn deliver(
+        &self,
+        state: &TargetState,
+        delivery: &ClaimedDelivery,
+        stop: &watch::Receiver<bool>,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let target = &state.target;
         if let Some(interval) = target.min_interval {
             let wait = {
@@ -260,6 +302,9 @@ impl DeliveryWorker {
             tokio::time::sleep(wait).await;
         }
         let sent = self.send(target, delivery, stop).await;
+        drop(slot);
+        state.unsent.fetch_sub(1, Ordering::SeqCst);
+        self.wake.targets([&target.name]);
         let now = Utc::now();
         if sent.interrupted {
             // Left by internal work at a safe point: due again at once, for this or another replica.
@@ -283,12 +328,12 @@ impl DeliveryWorker {
         let attempt = Attempt {
             delivery_id: delivery.id,
             attempt: delivery.attempts,
-            worker: &self.worker_id,
             started_at: sent.started_at,
             latency_ms: sent.latency.as_millis().try_into().unwrap_or(i64::MAX),
             status_code: sent.status.map(|s| i64::from(s.as_u16())),
             error: sent.error.clone(),
             response_snippet: sent.snippet,
+            after,
         };
         match &after {
             AfterAttempt::Delivered => {
@@ -301,7 +346,13 @@ impl DeliveryWorker {
                 attempt = delivery.attempts, status = ?sent.status.map(|s| s.as_u16()), error = ?sent.error,
                 "delivery failed for good; it can be replayed"),
         }
-        if let Err(e) = self.store.finish_attempt(&attempt, after, now).await {
+        let recorded = self
+            .finished
+            .submit(attempt, |group| async move {
+                self.store.finish_attempts(&self.worker_id, &group, Utc::now()).await.map_err(|e| e.to_string())
+            })
+            .await;
+        if let Err(e) = recorded {
             // The lease will run out and the delivery will be sent again: at least once.
             tracing::error!(target = %target.name, event_id = %delivery.event_id, error = %e, "could not record an attempt");
         }

@@ -153,50 +153,53 @@ macro_rules! backend {
                 Ok(claimed)
             }
 
-            /// Records an attempt and moves the delivery on, unless another worker has claimed
-            /// it since (a lease that ran out): then only the attempt is recorded.
-            pub async fn finish_attempt(
+            /// Records attempts and moves their deliveries on, unless another worker has claimed
+            /// one since (a lease that ran out): then only its attempt is recorded. One
+            /// transaction for all: attempts that finish together share a commit.
+            pub async fn finish_attempts(
                 pool: &Pool<Db>,
-                attempt: &Attempt<'_>,
-                after: AfterAttempt,
+                worker: &str,
+                attempts: &[Attempt],
                 now: DateTime<Utc>,
             ) -> Result<(), StoreError> {
                 let mut tx = pool.begin_with($begin_write).await?;
-                sqlx::query(
-                    "INSERT INTO delivery_attempts (delivery_id, attempt, worker, started_at, latency_ms, status_code, \
-                        error, response_snippet) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(attempt.delivery_id)
-                .bind(attempt.attempt)
-                .bind(attempt.worker)
-                .bind(attempt.started_at)
-                .bind(attempt.latency_ms)
-                .bind(attempt.status_code)
-                .bind(attempt.error.as_deref())
-                .bind(attempt.response_snippet.as_deref())
-                .execute(&mut *tx)
-                .await?;
-                let (status, due_at, delivered_at) = match after {
-                    AfterAttempt::Delivered => ("delivered", now, Some(now)),
-                    AfterAttempt::RetryAt(at) => ("pending", at, None),
-                    AfterAttempt::Dead => ("dead", now, None),
-                };
-                sqlx::query(
-                    "UPDATE deliveries SET status = $1, due_at = $2, delivered_at = $3, last_status_code = $4, \
-                        last_error = $5, claimed_by = NULL, updated_at = $6 \
-                     WHERE id = $7 AND claimed_by = $8 AND attempts = $9 AND status = 'pending'",
-                )
-                .bind(status)
-                .bind(due_at)
-                .bind(delivered_at)
-                .bind(attempt.status_code)
-                .bind(attempt.error.as_deref())
-                .bind(now)
-                .bind(attempt.delivery_id)
-                .bind(attempt.worker)
-                .bind(attempt.attempt)
-                .execute(&mut *tx)
-                .await?;
+                for attempt in attempts {
+                    sqlx::query(
+                        "INSERT INTO delivery_attempts (delivery_id, attempt, worker, started_at, latency_ms, status_code, \
+                            error, response_snippet) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(attempt.delivery_id)
+                    .bind(attempt.attempt)
+                    .bind(worker)
+                    .bind(attempt.started_at)
+                    .bind(attempt.latency_ms)
+                    .bind(attempt.status_code)
+                    .bind(attempt.error.as_deref())
+                    .bind(attempt.response_snippet.as_deref())
+                    .execute(&mut *tx)
+                    .await?;
+                    let (status, due_at, delivered_at) = match attempt.after {
+                        AfterAttempt::Delivered => ("delivered", now, Some(now)),
+                        AfterAttempt::RetryAt(at) => ("pending", at, None),
+                        AfterAttempt::Dead => ("dead", now, None),
+                    };
+                    sqlx::query(
+                        "UPDATE deliveries SET status = $1, due_at = $2, delivered_at = $3, last_status_code = $4, \
+                            last_error = $5, claimed_by = NULL, updated_at = $6 \
+                         WHERE id = $7 AND claimed_by = $8 AND attempts = $9 AND status = 'pending'",
+                    )
+                    .bind(status)
+                    .bind(due_at)
+                    .bind(delivered_at)
+                    .bind(attempt.status_code)
+                    .bind(attempt.error.as_deref())
+                    .bind(now)
+                    .bind(attempt.delivery_id)
+                    .bind(worker)
+                    .bind(attempt.attempt)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }

@@ -161,17 +161,17 @@ pub struct DeliveryFilter {
     pub limit: Option<i64>,
 }
 
-/// One attempt's result, as the worker reports it.
+/// One attempt's result, as the worker reports it, and what it means for the delivery.
 #[derive(Debug, Clone)]
-pub struct Attempt<'a> {
+pub struct Attempt {
     pub delivery_id: i64,
     pub attempt: i64,
-    pub worker: &'a str,
     pub started_at: DateTime<Utc>,
     pub latency_ms: i64,
     pub status_code: Option<i64>,
     pub error: Option<String>,
     pub response_snippet: Option<String>,
+    pub after: AfterAttempt,
 }
 
 /// What happens to a delivery after an attempt.
