@@ -5,8 +5,8 @@
 //! Every relay figure is printed next to its ratio to the baseline of the same run.
 //!
 //! `cargo bench --bench relay -- [--backends sqlite,postgres] [--parts ingest,fanout,scale]
-//! [--calls N] [--scale-rows N] [--markdown FILE]`; Postgres needs `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` (a server where
-//! the user may create databases).
+//! [--calls N] [--repeat N] [--scale-rows N] [--markdown FILE]`; Postgres needs
+//! `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` (a server where the user may create databases).
 
 #[path = "../tests/common/report_queries.rs"]
 mod report_queries;
@@ -60,6 +60,7 @@ struct Args {
     backends: Vec<Backend>,
     calls: u32,
     scale_rows: u64,
+    repeat: usize,
     /// Which parts to run: ingest (with its baseline), fanout, scale.
     parts: Vec<String>,
     markdown: Option<PathBuf>,
@@ -70,6 +71,7 @@ fn parse_args() -> Args {
         backends: vec![Backend::Sqlite, Backend::Postgres],
         calls: 3000,
         scale_rows: 1_000_000,
+        repeat: 3,
         parts: ["ingest", "fanout", "scale"].map(String::from).to_vec(),
         markdown: None,
     };
@@ -89,6 +91,7 @@ fn parse_args() -> Args {
             }
             "--calls" => args.calls = value().parse().expect("--calls N"),
             "--scale-rows" => args.scale_rows = value().parse().expect("--scale-rows N"),
+            "--repeat" => args.repeat = value().parse::<usize>().expect("--repeat N").max(1),
             "--parts" => args.parts = value().split(',').map(String::from).collect(),
             "--markdown" => args.markdown = Some(value().into()),
             // cargo bench passes --bench to every bench target.
@@ -108,6 +111,7 @@ async fn main() {
         work: tempfile::tempdir().expect("a temporary directory"),
         postgres_admin,
         calls: args.calls,
+        repeat: args.repeat,
         clock_ticks: clock_ticks(),
         databases: AtomicUsize::new(0),
     };
@@ -133,6 +137,8 @@ struct Bench {
     work: tempfile::TempDir,
     postgres_admin: Option<String>,
     calls: u32,
+    /// Runs per baseline and ingest measurement; the median is reported.
+    repeat: usize,
     clock_ticks: f64,
     databases: AtomicUsize,
 }
@@ -208,14 +214,24 @@ impl Bench {
         for c in CONCURRENCIES {
             let baseline = match backend {
                 Backend::Sqlite if c > 1 => baselines[&1usize].clone(),
-                _ => self.baseline(backend, c).await,
+                _ => {
+                    let mut runs = Vec::new();
+                    for _ in 0..self.repeat {
+                        runs.push(self.baseline(backend, c).await);
+                    }
+                    median(runs)
+                }
             };
             baselines.insert(c, baseline);
         }
         eprintln!("== {name}: ingest");
         let mut relay: HashMap<usize, Measured> = HashMap::new();
         for c in CONCURRENCIES {
-            relay.insert(c, self.ingest(backend, c, None).await);
+            let mut runs = Vec::new();
+            for _ in 0..self.repeat {
+                runs.push(self.ingest(backend, c, None).await);
+            }
+            relay.insert(c, median(runs));
         }
         let peak = relay.values().map(|m| m.per_second).fold(0.0, f64::max);
         eprintln!("== {name}: ingest at half the peak rate ({:.0}/s)", peak / 2.0);
@@ -584,6 +600,12 @@ impl Bench {
         self.drop_database(database).await;
         out
     }
+}
+
+/// The run with the median throughput (this machine is shared: single runs vary by ±30%).
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+    runs.swap_remove(runs.len() / 2)
 }
 
 fn measured(summary: &Summary, cpu_percent: f64, peak_rss_mb: Option<f64>) -> Measured {

@@ -72,8 +72,7 @@ impl Application {
         let targets = Targets::new(&settings.targets, &settings.accounts);
         let wake = Wake::new(&targets);
         let metrics = Metrics::new();
-        let intake =
-            Intake { store: store.clone(), targets: targets.clone(), wake: wake.clone(), metrics: metrics.clone() };
+        let intake = Intake::new(store.clone(), targets.clone(), wake.clone(), metrics.clone());
         let follow_ups = Arc::new(FollowUps::new(&settings.accounts, intake.clone()));
         let internal: Arc<dyn InternalConsumer> = follow_ups.clone();
         let worker = (settings.delivery.enabled && !targets.all().is_empty()).then(|| {

@@ -249,3 +249,50 @@ async fn the_raw_body_is_kept_byte_for_byte() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_group_commit_stores_each_callback_and_undoes_a_failing_one_alone() {
+    use tanyi_relay::fanout::event::EventType;
+    use tanyi_relay::fanout::Outbound;
+    use tanyi_relay::platform::callback::parse_callback;
+    use tanyi_relay::store::{Ingested, PendingCallback, Source};
+
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        let offset = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+        // The second callback announces an event whose id is already taken inside the same group:
+        // its insert fails, and only its own work is undone.
+        let pending: Vec<PendingCallback> = [(1, Some("evt_taken")), (2, Some("evt_taken")), (3, None)]
+            .into_iter()
+            .map(|(id, event_id): (i64, Option<&'static str>)| {
+                let body = call_with(id, "A");
+                PendingCallback {
+                    account: ACCOUNT.to_owned(),
+                    callback: parse_callback(body.as_bytes(), offset).unwrap(),
+                    body: body.into_bytes(),
+                    source: Source::Push,
+                    received_at: Utc::now(),
+                    announce: Box::new(move |_, _, now| {
+                        event_id.map(|id| Outbound {
+                            id: id.to_owned(),
+                            event_type: EventType::CallFinished,
+                            account: ACCOUNT.to_owned(),
+                            created_at: now,
+                            payload: json!({"id": id}),
+                            targets: vec!["crm".to_owned()],
+                        })
+                    }),
+                }
+            })
+            .collect();
+        let recorded = app.store.record_callbacks(pending).await;
+        let outcomes: Vec<Option<Ingested>> =
+            recorded.iter().map(|(_, result)| result.as_ref().ok().map(|(outcome, _)| *outcome)).collect();
+        assert_eq!(outcomes, [Some(Ingested::Created), None, Some(Ingested::Created)], "{:?}", db.backend);
+        assert!(app.store.call_record(ACCOUNT, 1).await.unwrap().is_some());
+        assert!(app.store.call_record(ACCOUNT, 2).await.unwrap().is_none(), "the failing callback left nothing");
+        assert!(app.store.call_record(ACCOUNT, 3).await.unwrap().is_some());
+        assert_eq!(app.store.inbox(ACCOUNT).await.unwrap().len(), 2);
+        app.stop().await;
+    }
+}

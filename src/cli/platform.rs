@@ -94,7 +94,7 @@ pub async fn reconcile(account: &str, job_id: i64, config: Option<&Path>) -> any
         store.migrate().await?;
     }
     let targets = Targets::new(&settings.targets, &settings.accounts);
-    let intake = Intake { store: store.clone(), wake: Wake::new(&targets), targets, metrics: Default::default() };
+    let intake = Intake::new(store.clone(), targets.clone(), Wake::new(&targets), Default::default());
     let result = FollowUps::new(&settings.accounts, intake).reconcile_job(account, job_id, None).await;
     store.close().await;
     println!("{}", serde_json::to_string_pretty(&result?)?);

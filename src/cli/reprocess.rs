@@ -41,7 +41,7 @@ async fn reprocess(
 ) -> anyhow::Result<Report> {
     let accounts = Accounts::new(&settings.accounts);
     let targets = Targets::new(&settings.targets, &settings.accounts);
-    let intake = Intake { store: store.clone(), wake: Wake::new(&targets), targets, metrics: Default::default() };
+    let intake = Intake::new(store.clone(), targets.clone(), Wake::new(&targets), Default::default());
     let mut report = Report::default();
     for row in store.rejected(account, since).await? {
         report.examined += 1;

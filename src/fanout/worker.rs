@@ -92,7 +92,7 @@ pub struct DeliveryWorker {
     settings: DeliverySettings,
     wake: Wake,
     /// Attempts that finish together, across targets, are recorded in one transaction.
-    finished: Arc<GroupCommit<Attempt>>,
+    finished: Arc<GroupCommit<Attempt, Result<(), String>>>,
 }
 
 /// What one target's loop keeps between rounds.
@@ -346,13 +346,15 @@ impl DeliveryWorker {
                 attempt = delivery.attempts, status = ?sent.status.map(|s| s.as_u16()), error = ?sent.error,
                 "delivery failed for good; it can be replayed"),
         }
+        let (store, worker) = (self.store.clone(), self.worker_id.clone());
         let recorded = self
             .finished
             .submit(attempt, |group| async move {
-                self.store.finish_attempts(&self.worker_id, &group, Utc::now()).await.map_err(|e| e.to_string())
+                let result = store.finish_attempts(&worker, &group, Utc::now()).await.map_err(|e| e.to_string());
+                vec![result; group.len()]
             })
             .await;
-        if let Err(e) = recorded {
+        if let Err(e) = recorded.unwrap_or_else(|| Err("the recording task failed".into())) {
             // The lease will run out and the delivery will be sent again: at least once.
             tracing::error!(target = %target.name, event_id = %delivery.event_id, error = %e, "could not record an attempt");
         }

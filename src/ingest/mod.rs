@@ -21,7 +21,7 @@ use crate::fanout::worker::Wake;
 use crate::fanout::Targets;
 use crate::metrics::Metrics;
 use crate::platform::callback::{parse_callback, Callback, Event};
-use crate::store::{Ingested, Received, Source, Store};
+use crate::store::{Ingested, PendingCallback, Received, Source, Store, StoreError};
 use crate::telemetry::{loggable, mask_phone};
 
 /// What the platform needs to stop retrying: HTTP 200 with exactly this body.
@@ -151,6 +151,10 @@ async fn reject(store: &Store, account: &Account, body: &[u8], problem: IngestEr
 }
 
 impl Intake {
+    pub fn new(store: Store, targets: Targets, wake: Wake, metrics: Metrics) -> Intake {
+        Intake { store, targets, wake, metrics }
+    }
+
     /// The one store path for an authenticated callback body, pushed or fetched back: parse,
     /// store (raw, normalized and outbox, one transaction), wake the deliveries, report. A body
     /// that does not parse is still kept raw.
@@ -170,24 +174,31 @@ impl Intake {
             }
         };
         let data_type = match callback.event {
-            Event::Unrecognized => "other",
-            _ => callback.data_type.as_str(),
+            Event::Unrecognized => "other".to_owned(),
+            _ => callback.data_type.clone(),
         };
-        let received = Received::now(&account.name, body, source);
-        let (outcome, outbound) = self
-            .store
-            .record_callback(&received, &callback, |outcome| {
-                announce(&self.targets, &account.name, &callback, outcome, received.received_at)
-            })
-            .await
-            .map_err(|e| {
-                tracing::error!(account = %account.name, data_type = %loggable(&callback.data_type), error = %e,
-                    "could not store callback; answering 503 so that the platform retries");
-                count(data_type, "storage_unavailable");
-                IngestError::Storage(e)
-            })?;
+        let unavailable = |error: StoreError| {
+            tracing::error!(account = %account.name, data_type = %loggable(&data_type), error = %error,
+                "could not store callback; answering 503 so that the platform retries");
+            count(&data_type, "storage_unavailable");
+            IngestError::Storage(error)
+        };
+        let (targets, account_name) = (self.targets.clone(), account.name.clone());
+        let pending = PendingCallback {
+            account: account.name.clone(),
+            body: body.to_vec(),
+            source,
+            received_at: Received::now(&account.name, body, source).received_at,
+            callback,
+            announce: Box::new(move |callback, outcome, at| announce(&targets, &account_name, callback, outcome, at)),
+        };
+        let stored = self.store.store_callback(pending).await;
+        let Some((callback, result)) = stored else {
+            return Err(unavailable(StoreError::Shared("the storing task failed".into())));
+        };
+        let (outcome, outbound) = result.map_err(unavailable)?;
         count(
-            data_type,
+            &data_type,
             match outcome {
                 Ingested::Created => "stored",
                 Ingested::Changed => "updated",

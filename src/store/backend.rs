@@ -25,7 +25,7 @@ macro_rules! backend {
             use crate::fanout::Outbound;
             use crate::platform::callback::{CallRecord, Callback, Event, JobCompletion, SmsRequest};
             use crate::store::model::*;
-            use crate::store::{Ingested, Received, StoreError};
+            use crate::store::{Ingested, PendingCallback, Received, Recorded, StoreError};
 
             type Db = $db;
             type Tx = Transaction<'static, Db>;
@@ -41,13 +41,70 @@ macro_rules! backend {
                 callback: &Callback,
                 announce: F,
             ) -> Result<(Ingested, Option<Outbound>), StoreError> {
+                let mut tx = pool.begin_with($begin_write).await?;
+                let stored = store_callback(&mut tx, received, callback, announce).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            /// Several callbacks in one transaction, each inside a savepoint: one that fails is
+            /// undone alone and reported alone; a failed commit fails them all.
+            pub async fn record_callbacks(pool: &Pool<Db>, pending: Vec<PendingCallback>) -> Vec<Recorded> {
+                let mut tx = match pool.begin_with($begin_write).await {
+                    Ok(tx) => tx,
+                    Err(e) => return all_failed(pending, &e),
+                };
+                let mut stored = Vec::with_capacity(pending.len());
+                // Alone, a callback's failure is the transaction's: no savepoint needed.
+                let isolate = pending.len() > 1;
+                for item in &pending {
+                    let received = Received {
+                        account: &item.account,
+                        body: &item.body,
+                        source: item.source,
+                        received_at: item.received_at,
+                    };
+                    if isolate {
+                        if let Err(e) = sqlx::query("SAVEPOINT one_callback").execute(&mut *tx).await {
+                            return all_failed(pending, &e);
+                        }
+                    }
+                    let announce = |outcome| (item.announce)(&item.callback, outcome, item.received_at);
+                    let result = store_callback(&mut tx, &received, &item.callback, announce).await;
+                    if !isolate && result.is_err() {
+                        // Dropping the transaction rolls it back.
+                        return pending.into_iter().map(|item| item.callback).zip([result]).collect();
+                    }
+                    if isolate {
+                        let end = if result.is_ok() { "RELEASE SAVEPOINT one_callback" } else { "ROLLBACK TO SAVEPOINT one_callback" };
+                        if let Err(e) = sqlx::query(end).execute(&mut *tx).await {
+                            return all_failed(pending, &e);
+                        }
+                    }
+                    stored.push(result);
+                }
+                if let Err(e) = tx.commit().await {
+                    return all_failed(pending, &e);
+                }
+                pending.into_iter().map(|item| item.callback).zip(stored).collect()
+            }
+
+            fn all_failed(pending: Vec<PendingCallback>, error: &sqlx::Error) -> Vec<Recorded> {
+                pending.into_iter().map(|item| (item.callback, Err(StoreError::Shared(error.to_string())))).collect()
+            }
+
+            async fn store_callback<F: FnOnce(Ingested) -> Option<Outbound>>(
+                tx: &mut Tx,
+                received: &Received<'_>,
+                callback: &Callback,
+                announce: F,
+            ) -> Result<(Ingested, Option<Outbound>), StoreError> {
                 let status = match callback.event {
                     Event::Unrecognized => "unrecognized",
                     _ => "stored",
                 };
-                let mut tx = pool.begin_with($begin_write).await?;
                 let (inbox_id, times_seen) = upsert_inbox(
-                    &mut tx,
+                    tx,
                     received,
                     Some(&callback.data_type),
                     &callback.dedup_key(),
@@ -60,19 +117,16 @@ macro_rules! backend {
                     Ingested::Duplicate
                 } else {
                     match &callback.event {
-                        Event::CallRecord(call) => upsert_call(&mut tx, received, inbox_id, call).await?,
-                        Event::JobCompleted(job) => upsert_job(&mut tx, received, inbox_id, job).await?,
-                        Event::Sms(sms) => {
-                            insert_sms(&mut tx, received, inbox_id, &callback.content_sha256, sms).await?
-                        }
+                        Event::CallRecord(call) => upsert_call(tx, received, inbox_id, call).await?,
+                        Event::JobCompleted(job) => upsert_job(tx, received, inbox_id, job).await?,
+                        Event::Sms(sms) => insert_sms(tx, received, inbox_id, &callback.content_sha256, sms).await?,
                         Event::Unrecognized => Ingested::Unrecognized,
                     }
                 };
                 let outbound = announce(outcome).filter(|o| !o.targets.is_empty());
                 if let Some(outbound) = &outbound {
-                    insert_outbound(&mut tx, inbox_id, outbound).await?;
+                    insert_outbound(tx, inbox_id, outbound).await?;
                 }
-                tx.commit().await?;
                 Ok((outcome, outbound))
             }
 

@@ -1,52 +1,63 @@
 //! Group commit: work items that arrive while a commit is under way wait for it to end and then go
 //! together in the next one, so that a burst costs one commit instead of one each. A caller gets
-//! its answer only after the commit that holds its item, so nothing is reported as recorded before
+//! its answer only after the commit that holds its item, so nothing is reported as stored before
 //! it is. With no burst there is no waiting: a lone item is committed at once.
+//!
+//! The commit runs in a task of its own: a caller that goes away (a client that disconnects)
+//! neither cuts a transaction off halfway nor leaves the others in its group without an answer.
 
 use std::future::Future;
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
-type Reply = oneshot::Sender<Result<(), String>>;
-
-pub struct GroupCommit<T> {
-    waiting: Mutex<Vec<(T, Reply)>>,
-    /// Held by the caller that is committing; the others queue on it.
+pub struct GroupCommit<T, R> {
+    waiting: Mutex<Vec<(T, oneshot::Sender<R>)>>,
+    /// Held while a group is being committed; the next group forms meanwhile.
     committing: tokio::sync::Mutex<()>,
 }
 
-impl<T> Default for GroupCommit<T> {
+impl<T, R> std::fmt::Debug for GroupCommit<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupCommit")
+    }
+}
+
+impl<T, R> Default for GroupCommit<T, R> {
     fn default() -> Self {
         Self { waiting: Mutex::new(Vec::new()), committing: tokio::sync::Mutex::new(()) }
     }
 }
 
-impl<T> GroupCommit<T> {
-    /// Commits `item` with whatever else is waiting, by `commit` (called with the whole group), or
-    /// learns that an earlier caller already committed it. The error is the group's, as text.
-    pub async fn submit<F, Fut>(&self, item: T, commit: F) -> Result<(), String>
+impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
+    /// Commits `item` with whatever else is waiting, by `commit` (given the whole group, it returns
+    /// one answer per item, in order), or waits for the commit an earlier caller started with it.
+    /// `None` only if the commit task itself failed (a panic): the item's fate is then unknown.
+    pub async fn submit<F, Fut>(&self, item: T, commit: F) -> Option<R>
     where
         F: FnOnce(Vec<T>) -> Fut,
-        Fut: Future<Output = Result<(), String>>,
+        Fut: Future<Output = Vec<R>> + Send + 'static,
     {
-        let (reply, mut answer) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         self.waiting().push((item, reply));
-        let _turn = self.committing.lock().await;
-        if let Ok(result) = answer.try_recv() {
-            return result;
+        {
+            let _turn = self.committing.lock().await;
+            let group = std::mem::take(&mut *self.waiting());
+            if !group.is_empty() {
+                let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = group.into_iter().unzip();
+                let committed = commit(items);
+                let task = tokio::spawn(async move {
+                    for (reply, result) in replies.into_iter().zip(committed.await) {
+                        let _ = reply.send(result);
+                    }
+                });
+                let _ = task.await;
+            }
         }
-        let group = std::mem::take(&mut *self.waiting());
-        let (items, replies): (Vec<T>, Vec<Reply>) = group.into_iter().unzip();
-        let result = commit(items).await;
-        for reply in replies {
-            let _ = reply.send(result.clone());
-        }
-        // Our own item was in the group: it was waiting before we took our turn.
-        answer.try_recv().unwrap_or_else(|_| Err("the commit holding this item was abandoned".into()))
+        answer.await.ok()
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<(T, Reply)>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<(T, oneshot::Sender<R>)>> {
         // The list stays consistent even if a holder panicked (pushes and takes are single steps).
         self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -62,31 +73,29 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_shares_commits_and_every_caller_hears_of_its_own() {
-        let group = Arc::new(GroupCommit::<usize>::default());
+        let group = Arc::new(GroupCommit::<usize, usize>::default());
         let commits = Arc::new(AtomicUsize::new(0));
         let committed = Arc::new(Mutex::new(Vec::new()));
         let mut callers = tokio::task::JoinSet::new();
         for n in 0..50 {
             let (group, commits, committed) = (group.clone(), commits.clone(), committed.clone());
             callers.spawn(async move {
-                let result = group
-                    .submit(n, |items| {
-                        let committed = committed.clone();
-                        async move {
-                            commits.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            committed.lock().unwrap().extend(items);
-                            Ok(())
-                        }
+                let check = committed.clone();
+                let answer = group
+                    .submit(n, move |items| async move {
+                        commits.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        committed.lock().unwrap().extend(items.iter().copied());
+                        items.iter().map(|i| i * 10).collect()
                     })
                     .await;
-                // Answered only once the item is in a finished commit.
-                assert!(committed.lock().unwrap().contains(&n));
-                result
+                // Answered only once the item is in a finished commit, with its own answer.
+                assert!(check.lock().unwrap().contains(&n));
+                assert_eq!(answer, Some(n * 10));
             });
         }
-        while let Some(result) = callers.join_next().await {
-            assert_eq!(result.unwrap(), Ok(()));
+        while let Some(done) = callers.join_next().await {
+            done.unwrap();
         }
         let mut all = committed.lock().unwrap().clone();
         all.sort_unstable();
@@ -94,10 +103,25 @@ mod tests {
         assert!(commits.load(Ordering::SeqCst) < 10, "50 items in {} commits", commits.load(Ordering::SeqCst));
     }
 
-    #[tokio::test]
-    async fn a_failed_commit_is_reported_to_everyone_in_it() {
-        let group = GroupCommit::<u8>::default();
-        let result = group.submit(1, |_| async { Err("disk full".to_owned()) }).await;
-        assert_eq!(result, Err("disk full".to_owned()));
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_goes_away_does_not_take_its_group_with_it() {
+        let group = Arc::new(GroupCommit::<u8, u8>::default());
+        let slow_commit = |items: Vec<u8>| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            items
+        };
+        // The first caller starts a commit holding only its item; the second queues behind it, and
+        // the first goes away while the commit runs.
+        let leader = tokio::spawn({
+            let group = group.clone();
+            async move { group.submit(1, slow_commit).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let follower = tokio::spawn({
+            let group = group.clone();
+            async move { group.submit(2, slow_commit).await }
+        });
+        leader.abort();
+        assert_eq!(follower.await.unwrap(), Some(2));
     }
 }

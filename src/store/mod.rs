@@ -7,6 +7,7 @@ pub mod group_commit;
 mod model;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::migrate::Migrator;
@@ -17,6 +18,7 @@ use sqlx::{PgPool, SqlitePool};
 use crate::config::DatabaseSettings;
 use crate::fanout::Outbound;
 use crate::platform::callback::Callback;
+use group_commit::GroupCommit;
 
 pub use model::{
     AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, Cutoffs, DeliveryFilter, DeliveryRow, Enrichment, EventFilter,
@@ -40,10 +42,14 @@ pub enum Store {
 /// is held (a p99 of 185 ms at 16 concurrent callbacks, see BENCHMARKS.md). So every write goes
 /// through one connection, and writers queue for it in arrival order; reads use the others
 /// (WAL lets them run beside the writer).
+///
+/// Since the writes are one at a time anyway, callbacks that arrive while one is being committed
+/// are stored together in the next commit (`store_callback`): one fsync for the group.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub readers: SqlitePool,
     writer: SqlitePool,
+    groups: Arc<GroupCommit<PendingCallback, Recorded>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +62,9 @@ pub enum StoreError {
     Setup(String),
     #[error("{0} is not stored")]
     Missing(String),
+    /// A failure shared by every callback of a group commit.
+    #[error("database error: {0}")]
+    Shared(String),
 }
 
 /// Where a callback came from: pushed by the platform, or fetched back from its REST API.
@@ -89,6 +98,23 @@ impl<'a> Received<'a> {
         Self { account, body, source, received_at: Utc::now().trunc_subsecs(6) }
     }
 }
+
+/// A parsed callback waiting to be stored together with others (`Store::record_callbacks`).
+pub struct PendingCallback {
+    pub account: String,
+    pub body: Vec<u8>,
+    pub source: Source,
+    pub received_at: DateTime<Utc>,
+    pub callback: Callback,
+    /// Makes the event the outcome announces, as `record_callback`'s `announce` does.
+    pub announce: Announce,
+}
+
+/// Given the callback, the outcome and the time it was received: the event to write, if any.
+pub type Announce = Box<dyn Fn(&Callback, Ingested, DateTime<Utc>) -> Option<Outbound> + Send + Sync>;
+
+/// A stored (or not) callback, handed back with its outcome.
+pub type Recorded = (Callback, Result<(Ingested, Option<Outbound>), StoreError>);
 
 /// What storing a callback did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +154,7 @@ impl Store {
                 .acquire_timeout(settings.acquire_timeout())
                 .connect_with(options)
                 .await?;
-            Ok(Store::Sqlite(SqliteStore { readers, writer }))
+            Ok(Store::Sqlite(SqliteStore { readers, writer, groups: Arc::default() }))
         } else {
             let options = PgConnectOptions::from_str(url)?;
             // Lazy: a replica may start while the database is briefly away and become ready later.
@@ -213,6 +239,29 @@ impl Store {
         announce: F,
     ) -> Result<(Ingested, Option<Outbound>), StoreError> {
         on_backend!(self, record_callback(received, callback, announce))
+    }
+
+    /// `record_callback` for several callbacks in one transaction (one commit for all); each
+    /// gets its own outcome, in order.
+    pub async fn record_callbacks(&self, pending: Vec<PendingCallback>) -> Vec<Recorded> {
+        on_backend!(self, record_callbacks(pending))
+    }
+
+    /// Stores one callback and returns after its commit. On SQLite it shares the commit with
+    /// callbacks that arrive meanwhile; Postgres runs concurrent transactions itself (and merges
+    /// their WAL flushes), so there each callback has its own. `None`: the storing task failed,
+    /// the outcome is unknown.
+    pub async fn store_callback(&self, pending: PendingCallback) -> Option<Recorded> {
+        match self {
+            Store::Postgres(pool) => backend::postgres::record_callbacks(pool, vec![pending]).await.pop(),
+            Store::Sqlite(sqlite) => {
+                let writer = sqlite.writer.clone();
+                sqlite
+                    .groups
+                    .submit(pending, |group| async move { backend::sqlite::record_callbacks(&writer, group).await })
+                    .await
+            }
+        }
     }
 
     pub async fn claim_deliveries(
