@@ -27,7 +27,7 @@ use tracing::Level;
 
 use crate::account::Accounts;
 use crate::admin::{self, AdminState};
-use crate::config::{RetentionSettings, Settings};
+use crate::config::{DatabaseSettings, RetentionSettings, Settings};
 use crate::fanout::worker::{DeliveryWorker, InternalConsumer, Wake};
 use crate::fanout::Targets;
 use crate::followup::FollowUps;
@@ -45,6 +45,8 @@ pub struct Application {
     shutdown_timeout: Duration,
     router: Router,
     store: Store,
+    /// The delivery worker's own connections, when it has them.
+    worker_store: Option<Store>,
     worker: Option<DeliveryWorker>,
     wake: Wake,
     follow_ups: Arc<FollowUps>,
@@ -61,6 +63,10 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
+/// Connections of the delivery worker's own pool on Postgres: its claims and the group commits of
+/// finished attempts, across targets.
+const WORKER_CONNECTIONS: u32 = 3;
+
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let store = Store::connect(&settings.database).await?;
@@ -75,9 +81,20 @@ impl Application {
         let intake = Intake::new(store.clone(), targets.clone(), wake.clone(), metrics.clone());
         let follow_ups = Arc::new(FollowUps::new(&settings.accounts, intake.clone()));
         let internal: Arc<dyn InternalConsumer> = follow_ups.clone();
-        let worker = (settings.delivery.enabled && !targets.all().is_empty()).then(|| {
+        let delivering = settings.delivery.enabled && !targets.all().is_empty();
+        // On Postgres the delivery worker has connections of its own: a burst of callbacks that
+        // holds every pooled connection would otherwise starve it (BENCHMARKS.md). SQLite has one
+        // writer connection anyway.
+        let worker_store = match &store {
+            Store::Postgres(_) if delivering => Some(
+                Store::connect(&DatabaseSettings { max_connections: WORKER_CONNECTIONS, ..settings.database.clone() })
+                    .await?,
+            ),
+            _ => None,
+        };
+        let worker = delivering.then(|| {
             DeliveryWorker::new(
-                store.clone(),
+                worker_store.clone().unwrap_or_else(|| store.clone()),
                 targets.clone(),
                 settings.delivery.clone(),
                 wake.clone(),
@@ -111,6 +128,7 @@ impl Application {
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
             router: router(settings, intake, admin, probes, exposition),
             store,
+            worker_store,
             worker,
             wake,
             follow_ups,
@@ -184,6 +202,9 @@ impl Application {
             }
         };
         self.store.close().await;
+        if let Some(worker_store) = &self.worker_store {
+            worker_store.close().await;
+        }
         result
     }
 }
