@@ -184,14 +184,9 @@ impl Intake {
             IngestError::Storage(error)
         };
         let (targets, account_name) = (self.targets.clone(), account.name.clone());
-        let pending = PendingCallback {
-            account: account.name.clone(),
-            body: body.to_vec(),
-            source,
-            received_at: Received::now(&account.name, body, source).received_at,
-            callback,
-            announce: Box::new(move |callback, outcome, at| announce(&targets, &account_name, callback, outcome, at)),
-        };
+        let announce_event =
+            Box::new(move |callback: &Callback, outcome, at| announce(&targets, &account_name, callback, outcome, at));
+        let pending = PendingCallback::now(&account.name, body, source, callback, announce_event);
         let stored = self.store.store_callback(pending).await;
         let Some((callback, result)) = stored else {
             return Err(unavailable(StoreError::Shared("the storing task failed".into())));

@@ -94,8 +94,27 @@ pub struct Received<'a> {
 
 impl<'a> Received<'a> {
     pub fn now(account: &'a str, body: &'a [u8], source: Source) -> Self {
-        // Postgres keeps microseconds: truncate so that both backends read back the same instant.
-        Self { account, body, source, received_at: Utc::now().trunc_subsecs(6) }
+        Self { account, body, source, received_at: storable_now() }
+    }
+}
+
+/// Now, as both backends store it: Postgres keeps microseconds, so truncate, and both read back
+/// the same instant.
+fn storable_now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+impl PendingCallback {
+    /// A callback received now.
+    pub fn now(account: &str, body: &[u8], source: Source, callback: Callback, announce: Announce) -> Self {
+        Self {
+            account: account.to_owned(),
+            body: body.to_vec(),
+            source,
+            received_at: storable_now(),
+            callback,
+            announce,
+        }
     }
 }
 
