@@ -296,3 +296,16 @@ async fn a_group_commit_stores_each_callback_and_undoes_a_failing_one_alone() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn postgres_plans_each_statement_for_its_own_parameters() {
+    // A generic plan made while the tables were empty made ingest 1.5× slower (BENCHMARKS.md).
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        if let tanyi_relay::store::Store::Postgres(pool) = &app.store {
+            let mode: String = sqlx::query_scalar("SHOW plan_cache_mode").fetch_one(pool).await.unwrap();
+            assert_eq!(mode, "force_custom_plan");
+        }
+        app.stop().await;
+    }
+}
