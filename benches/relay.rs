@@ -32,7 +32,7 @@ use tanyi_relay::fanout::event::announce;
 use tanyi_relay::fanout::Targets;
 use tanyi_relay::platform::callback::parse_callback;
 use tanyi_relay::sim::simulate::{self, Auth, Options, RetrySchedule, Summary};
-use tanyi_relay::store::{Received, Source, Store};
+use tanyi_relay::store::{Announce, PendingCallback, Source, Store};
 
 const ACCOUNT: &str = "acme";
 const KEY: &str = "bench-callback-key";
@@ -401,14 +401,16 @@ impl Bench {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((callback, body)) = work.get(i) else { break };
+                    let targets = targets.clone();
+                    let announce_event: Announce =
+                        Box::new(move |callback, outcome, at| announce(&targets, ACCOUNT, callback, outcome, at));
+                    let pending =
+                        PendingCallback::now(ACCOUNT, body.as_bytes(), Source::Push, callback.clone(), announce_event);
                     let began = Instant::now();
-                    let received = Received::now(ACCOUNT, body.as_bytes(), Source::Push);
-                    store
-                        .record_callback(&received, callback, |outcome| {
-                            announce(&targets, ACCOUNT, callback, outcome, received.received_at)
-                        })
-                        .await
-                        .expect("the baseline stores every callback");
+                    // One callback, one transaction, straight to the store (no group commit).
+                    for (_, stored) in store.record_callbacks(vec![pending]).await {
+                        stored.expect("the baseline stores every callback");
+                    }
                     latencies.push(began.elapsed());
                 }
                 latencies

@@ -421,3 +421,31 @@ async fn a_redirect_is_a_failure_and_is_not_followed() {
     assert!(elsewhere.requests().is_empty(), "signed data must not follow a redirect");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn on_postgres_deliveries_flow_while_callbacks_hold_every_pooled_connection() {
+    let Some(url) = common::postgres_only("the delivery worker's own connections") else { return };
+    let db = common::postgres(&url).await;
+    let crm = Receiver::start(Behaviour::AlwaysFail(500)).await;
+    let config = format!("{ACCOUNTS_TOML}\n{}", target("crm", &crm, ""));
+    let settings = common::settings_with_accounts(
+        &db.url,
+        &config,
+        &[("TANYI_RELAY__DELIVERY__POLL_INTERVAL_MS", "50"), ("TANYI_RELAY__DATABASE__MAX_CONNECTIONS", "2")],
+    );
+    let app = TestApp::spawn_settings(db.backend, settings).await;
+    assert_acked(app.post(sample("call_record.json")).await).await;
+    crm.wait_requests(1, SOON).await;
+    // Every connection of the main pool is taken (the LISTEN for new deliveries keeps one, the test
+    // takes the other, as a burst of callbacks would); the retry must still be claimed, sent and
+    // recorded.
+    let tanyi_relay::store::Store::Postgres(pool) = &app.store else { unreachable!("a Postgres test") };
+    let held = pool.acquire().await.unwrap();
+    assert_eq!(pool.num_idle(), 0, "the main pool is exhausted");
+    crm.set(Behaviour::Accept);
+    crm.wait_delivered(1, SOON).await;
+    drop(held);
+    let rows = app.store.deliveries(&DeliveryFilter::default()).await.unwrap();
+    assert_eq!(rows[0].status, "delivered");
+    app.stop().await;
+}

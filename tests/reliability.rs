@@ -226,11 +226,7 @@ impl Drop for PostgresCluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_database_goes_away_mid_run_and_comes_back_without_a_restart() {
-    let Some(pg_url) = common::postgres_url() else {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI must run the database outage on Postgres");
-        eprintln!("TEST_DATABASE_URL not set: the database outage runs on Postgres only");
-        return;
-    };
+    let Some(pg_url) = common::postgres_only("the database outage") else { return };
     let calls = size("RELIABILITY_CALLS", 300);
     let outage = Duration::from_secs(size("RELIABILITY_OUTAGE_SECS", 3));
     let real_restart = std::env::var("RELIABILITY_RESTART_POSTGRES").is_ok_and(|v| v == "1");
@@ -346,11 +342,7 @@ async fn fresh_like(db: &TestDb) -> TestDb {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deliveries_held_by_a_killed_replica_are_delivered_by_the_other() {
-    let Some(pg_url) = common::postgres_url() else {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI must run the replicas on Postgres");
-        eprintln!("TEST_DATABASE_URL not set: replicas share a Postgres database");
-        return;
-    };
+    let Some(pg_url) = common::postgres_only("the replicas (they share a database)") else { return };
     let calls = size("RELIABILITY_CALLS", 300) / 5;
     let db = common::postgres(&pg_url).await;
     let dir = tempfile::tempdir().unwrap();

@@ -35,18 +35,6 @@ macro_rules! backend {
                 Ok(())
             }
 
-            pub async fn record_callback<F: FnOnce(Ingested) -> Option<Outbound>>(
-                pool: &Pool<Db>,
-                received: &Received<'_>,
-                callback: &Callback,
-                announce: F,
-            ) -> Result<(Ingested, Option<Outbound>), StoreError> {
-                let mut tx = pool.begin_with($begin_write).await?;
-                let stored = store_callback(&mut tx, received, callback, announce).await?;
-                tx.commit().await?;
-                Ok(stored)
-            }
-
             /// Several callbacks in one transaction, each inside a savepoint: one that fails is
             /// undone alone and reported alone; a failed commit fails them all.
             pub async fn record_callbacks(pool: &Pool<Db>, pending: Vec<PendingCallback>) -> Vec<Recorded> {

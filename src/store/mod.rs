@@ -125,7 +125,7 @@ pub struct PendingCallback {
     pub source: Source,
     pub received_at: DateTime<Utc>,
     pub callback: Callback,
-    /// Makes the event the outcome announces, as `record_callback`'s `announce` does.
+    /// Makes the event the outcome announces (`None`: nothing to announce).
     pub announce: Announce,
 }
 
@@ -252,20 +252,9 @@ impl Store {
         on_backend!(read self, ping())
     }
 
-    /// Stores an authenticated, parsed callback in one transaction: the raw inbox row, the
-    /// normalized rows, and the event that `announce` makes of the outcome with one delivery per
-    /// target. Returns after the commit.
-    pub async fn record_callback<F: FnOnce(Ingested) -> Option<Outbound>>(
-        &self,
-        received: &Received<'_>,
-        callback: &Callback,
-        announce: F,
-    ) -> Result<(Ingested, Option<Outbound>), StoreError> {
-        on_backend!(self, record_callback(received, callback, announce))
-    }
-
-    /// `record_callback` for several callbacks in one transaction (one commit for all); each
-    /// gets its own outcome, in order.
+    /// Stores authenticated, parsed callbacks in one transaction (one commit for all): for each,
+    /// the raw inbox row, the normalized rows, and the event its `announce` makes of the outcome
+    /// with one delivery per target. Each gets its own outcome, in order, after the commit.
     pub async fn record_callbacks(&self, pending: Vec<PendingCallback>) -> Vec<Recorded> {
         on_backend!(self, record_callbacks(pending))
     }

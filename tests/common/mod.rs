@@ -58,6 +58,17 @@ pub async fn databases() -> Vec<TestDb> {
     all
 }
 
+/// The Postgres URL for a test that only makes sense on Postgres; `None` (the test skips) outside
+/// CI only, as `databases()` does.
+pub fn postgres_only(test: &str) -> Option<String> {
+    let url = postgres_url();
+    if url.is_none() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI must run {test} on Postgres");
+        eprintln!("TEST_DATABASE_URL not set: {test} runs on Postgres only");
+    }
+    url
+}
+
 pub fn postgres_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
 }
