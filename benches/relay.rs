@@ -8,7 +8,7 @@
 //! [--calls N] [--repeat N] [--scale-rows N] [--markdown FILE]`; Postgres needs
 //! `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` (a server where the user may create databases).
 
-#[path = "../tests/common/report_queries.rs"]
+#[path = "../tests/it/common/report_queries.rs"]
 mod report_queries;
 
 use std::collections::{HashMap, HashSet};
@@ -27,12 +27,13 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
 use tanyi_relay::account::Accounts;
-use tanyi_relay::config::Settings;
-use tanyi_relay::fanout::event::announce;
+use tanyi_relay::config::{DatabaseBackend, Settings};
+use tanyi_relay::domain::Source;
+use tanyi_relay::fanout::envelope::announcements;
 use tanyi_relay::fanout::Targets;
 use tanyi_relay::platform::callback::parse_callback;
 use tanyi_relay::sim::simulate::{self, Auth, Options, RetrySchedule, Summary};
-use tanyi_relay::store::{Announce, PendingCallback, Source, Store};
+use tanyi_relay::store::{storable_now, PendingCallback, Store};
 
 const ACCOUNT: &str = "acme";
 const KEY: &str = "bench-callback-key";
@@ -401,11 +402,15 @@ impl Bench {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((callback, body)) = work.get(i) else { break };
-                    let targets = targets.clone();
-                    let announce_event: Announce =
-                        Box::new(move |callback, outcome, at| announce(&targets, ACCOUNT, callback, outcome, at));
-                    let pending =
-                        PendingCallback::now(ACCOUNT, body.as_bytes(), Source::Push, callback.clone(), announce_event);
+                    let received_at = storable_now();
+                    let pending = PendingCallback {
+                        account: ACCOUNT.to_owned(),
+                        body: body.as_bytes().to_vec(),
+                        source: Source::Push,
+                        received_at,
+                        announcements: announcements(&targets, ACCOUNT, callback, received_at),
+                        callback: callback.clone(),
+                    };
                     let began = Instant::now();
                     // One callback, one transaction, straight to the store (no group commit).
                     for (_, stored) in store.record_callbacks(vec![pending]).await {
@@ -589,11 +594,7 @@ impl Bench {
             let mut count = 0;
             for _ in 0..3 {
                 let began = Instant::now();
-                count = match &store {
-                    Store::Postgres(pool) => sqlx::query(&sql).fetch_all(pool).await.map(|r| r.len()),
-                    Store::Sqlite(sqlite) => sqlx::query(&sql).fetch_all(&sqlite.readers).await.map(|r| r.len()),
-                }
-                .unwrap_or_else(|e| panic!("{heading}: {e}"));
+                count = store.adhoc().rows(&sql).await.map(|r| r.len()).unwrap_or_else(|e| panic!("{heading}: {e}"));
                 best = best.min(began.elapsed());
             }
             let _ = writeln!(out, "| {heading} | {count} | {:.1} ms |", best.as_secs_f64() * 1000.0);
@@ -628,12 +629,9 @@ async fn mean_send_ms(database: &Database) -> f64 {
     let Ok(store) = Store::connect(&Settings::from_sources(None, settings).expect("settings").database).await else {
         return f64::NAN;
     };
-    let mean: Result<Option<f64>, sqlx::Error> = match &store {
-        Store::Postgres(pool) => sqlx::query_scalar(MEAN).fetch_one(pool).await,
-        Store::Sqlite(sqlite) => sqlx::query_scalar(MEAN).fetch_one(&sqlite.readers).await,
-    };
+    let mean = store.adhoc().column(MEAN).await;
     store.close().await;
-    mean.ok().flatten().unwrap_or(f64::NAN)
+    mean.ok().and_then(|values| values.first()?.parse().ok()).unwrap_or(f64::NAN)
 }
 
 /// When the simulator began, from when it ended and how long it ran.
@@ -747,8 +745,8 @@ async fn seed_calls(store: &Store, rows: u64) {
     const BATCH: u64 = 100_000;
     for start in (0..rows).step_by(BATCH as usize) {
         let end = (start + BATCH).min(rows);
-        match store {
-            Store::Postgres(pool) => {
+        match store.backend() {
+            DatabaseBackend::Postgres => {
                 let sql = format!(
                     "INSERT INTO inbox (id, account, data_type, dedup_key, content_sha256, status, first_seen_at, last_seen_at)
                      SELECT n, 'acme', 'ROBOT_CALL_RECORD', 'call:' || n, md5(n::text), 'stored', now(), now()
@@ -767,9 +765,9 @@ async fn seed_calls(store: &Store, rows: u64) {
                     start + 1,
                     start + 1
                 );
-                sqlx::raw_sql(&sql).execute(pool).await.expect("seed Postgres");
+                store.adhoc().execute(&sql).await.expect("seed Postgres");
             }
-            Store::Sqlite(tanyi_relay::store::SqliteStore { readers: pool, .. }) => {
+            DatabaseBackend::Sqlite => {
                 let sql = format!(
                     "WITH RECURSIVE g(n) AS (SELECT {} UNION ALL SELECT n + 1 FROM g WHERE n < {end})
                      INSERT INTO inbox (id, account, data_type, dedup_key, content_sha256, status, first_seen_at, last_seen_at)
@@ -791,19 +789,16 @@ async fn seed_calls(store: &Store, rows: u64) {
                     start + 1,
                     start + 1
                 );
-                sqlx::raw_sql(&sql).execute(pool).await.expect("seed SQLite");
+                store.adhoc().execute(&sql).await.expect("seed SQLite");
             }
         }
     }
-    if let Store::Postgres(pool) = store {
+    let after = match store.backend() {
         // The sequence must move past the seeded ids, and the planner needs statistics.
-        sqlx::raw_sql("SELECT setval('inbox_id_seq', (SELECT MAX(id) FROM inbox)); ANALYZE")
-            .execute(pool)
-            .await
-            .expect("after seeding");
-    } else if let Store::Sqlite(tanyi_relay::store::SqliteStore { readers: pool, .. }) = store {
-        sqlx::raw_sql("ANALYZE").execute(pool).await.expect("analyze");
-    }
+        DatabaseBackend::Postgres => "SELECT setval('inbox_id_seq', (SELECT MAX(id) FROM inbox)); ANALYZE",
+        DatabaseBackend::Sqlite => "ANALYZE",
+    };
+    store.adhoc().execute(after).await.expect("after seeding");
 }
 
 fn gauge(text: &str, name: &str) -> Option<i64> {

@@ -1,10 +1,11 @@
 //! Prometheus metrics: what was received, stored, delivered and queued. Counters and histograms
-//! move as work happens; queue depths and pool usage are read from the store when scraped.
+//! move as work happens; queue depths and pool usage are set by one background task (see
+//! `app`), so that a scrape never queries the database.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +14,25 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::store::{Store, StoreError};
+use crate::domain::{DeliveryOutcome, Ingested};
+use crate::store::QueueStats;
+
+/// What became of one callback request, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    Ingested(Ingested),
+    /// Refused with this stable error code (`unauthorized`, `invalid_json`, `storage_unavailable`…).
+    Refused(&'static str),
+}
+
+impl CallbackOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallbackOutcome::Ingested(outcome) => outcome.as_str(),
+            CallbackOutcome::Refused(code) => code,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallbackLabels {
@@ -100,12 +119,13 @@ impl Metrics {
         }))
     }
 
-    /// `account` must be a configured account (or "-"): labels never carry what a caller chose.
-    pub fn callback(&self, account: &str, data_type: &str, outcome: &str) {
+    /// `account` must be a configured account (or "-") and `data_type` a known one (or "other",
+    /// "-"): labels never carry what a caller chose.
+    pub fn callback(&self, account: &str, data_type: &str, outcome: CallbackOutcome) {
         let labels = CallbackLabels {
             account: account.to_owned(),
             data_type: data_type.to_owned(),
-            outcome: outcome.to_owned(),
+            outcome: outcome.as_str().to_owned(),
         };
         self.0.callbacks.get_or_create(&labels).inc();
     }
@@ -114,34 +134,40 @@ impl Metrics {
         self.0.ingest_seconds.observe(took.as_secs_f64());
     }
 
-    pub fn delivery(&self, target: &str, outcome: &str, took: Duration) {
-        let labels = DeliveryLabels { target: target.to_owned(), outcome: outcome.to_owned() };
+    pub fn delivery(&self, target: &str, outcome: DeliveryOutcome, took: Duration) {
+        let labels = DeliveryLabels { target: target.to_owned(), outcome: outcome.as_str().to_owned() };
         self.0.deliveries.get_or_create(&labels).inc();
         self.0.delivery_seconds.get_or_create(&TargetLabels { target: target.to_owned() }).observe(took.as_secs_f64());
     }
 
-    /// The text exposition, with the queue and pool figures read now. `targets`: every target
-    /// name, so that a queue that emptied reads 0 rather than its last value.
-    pub async fn render(&self, store: &Store, targets: &[String]) -> Result<String, StoreError> {
-        let now = Utc::now();
+    /// Sets the queue figures. `targets`: every target name, so that a queue that emptied reads 0
+    /// rather than its last value.
+    pub fn set_queues(&self, targets: &[String], stats: &[QueueStats], now: DateTime<Utc>) {
         for target in targets {
             let labels = TargetLabels { target: target.clone() };
             self.0.queue_pending.get_or_create(&labels).set(0);
             self.0.queue_dead.get_or_create(&labels).set(0);
             self.0.queue_oldest_due_seconds.get_or_create(&labels).set(0);
         }
-        for stats in store.queue_stats(now).await? {
-            let labels = TargetLabels { target: stats.target };
+        for stats in stats {
+            let labels = TargetLabels { target: stats.target.clone() };
             self.0.queue_pending.get_or_create(&labels).set(stats.pending);
             self.0.queue_dead.get_or_create(&labels).set(stats.dead);
             let waited = stats.oldest_due_at.map_or(0, |due| (now - due).num_seconds().max(0));
             self.0.queue_oldest_due_seconds.get_or_create(&labels).set(waited);
         }
-        let (open, busy) = store.pool_usage();
+    }
+
+    /// Sets the connection figures: open, and busy.
+    pub fn set_pool_usage(&self, (open, busy): (u32, u32)) {
         self.0.pool_connections.set(i64::from(open));
         self.0.pool_in_use.set(i64::from(busy));
+    }
+
+    /// The text exposition of every figure as last set.
+    pub fn render(&self) -> String {
         let mut text = String::new();
         encode(&mut text, &self.0.registry).expect("writing to a String cannot fail");
-        Ok(text)
+        text
     }
 }

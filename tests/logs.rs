@@ -1,6 +1,7 @@
 //! Log lines never carry a callback key, a database password or a full phone number, whatever
 //! the request. This binary installs its own global subscriber, so it is a test file of its own.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::io::Write;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::domain::{DeliveryStatus, EventType};
 use crate::fanout::worker::Wake;
 use crate::secret::Secret;
 use crate::store::{DeliveryFilter, EventFilter, Store, StoreError};
@@ -101,6 +102,31 @@ fn since(text: Option<&str>) -> Result<Option<DateTime<Utc>>, AdminError> {
     .transpose()
 }
 
+fn status(text: Option<&str>) -> Result<Option<DeliveryStatus>, AdminError> {
+    text.map(|t| t.parse().map_err(|_| AdminError::BadRequest("status: must be pending, delivered or dead".into())))
+        .transpose()
+}
+
+fn event_type(text: Option<&str>) -> Result<Option<EventType>, AdminError> {
+    text.map(|t| {
+        EventType::parse(t).ok_or_else(|| {
+            let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            AdminError::BadRequest(format!("type: must be one of {}", known.join(", ")))
+        })
+    })
+    .transpose()
+}
+
+/// One delivery with every attempt and its event's payload, as operators look at it.
+pub async fn delivery_detail(store: &Store, id: i64) -> Result<Option<serde_json::Value>, StoreError> {
+    let filter = DeliveryFilter { id: Some(id), ..Default::default() };
+    let Some(delivery) = store.deliveries(&filter).await?.pop() else { return Ok(None) };
+    let attempts = store.delivery_attempts(id).await?;
+    let event = store.events(&EventFilter { id: Some(delivery.event_id.clone()), ..Default::default() }).await?;
+    let payload = event.into_iter().next().map(|e| e.payload.0);
+    Ok(Some(json!({ "delivery": delivery, "attempts": attempts, "payload": payload })))
+}
+
 fn limit(value: Option<i64>) -> Result<Option<i64>, AdminError> {
     match value {
         Some(n) if !(1..=1000).contains(&n) => Err(AdminError::BadRequest("limit: must be 1 to 1000".into())),
@@ -117,7 +143,7 @@ async fn list_events(
     let filter = EventFilter {
         id: query.event_id,
         account: query.account,
-        event_type: query.event_type,
+        event_type: event_type(query.event_type.as_deref())?,
         since: since(query.since.as_deref())?,
         limit: limit(query.limit)?,
     };
@@ -133,8 +159,8 @@ async fn list_deliveries(
     let filter = DeliveryFilter {
         id: None,
         target: query.target,
-        status: query.status,
-        event_type: query.event_type,
+        status: status(query.status.as_deref())?,
+        event_type: event_type(query.event_type.as_deref())?,
         event_id: query.event_id,
         since: since(query.since.as_deref())?,
         limit: limit(query.limit)?,
@@ -148,7 +174,7 @@ async fn show_delivery(
     Path(id): Path<i64>,
 ) -> Result<Response, AdminError> {
     authorize(&state, &headers)?;
-    let detail = state.store.delivery_detail(id).await?.ok_or(AdminError::NotFound("no such delivery"))?;
+    let detail = delivery_detail(&state.store, id).await?.ok_or(AdminError::NotFound("no such delivery"))?;
     Ok(Json(detail).into_response())
 }
 
@@ -180,10 +206,11 @@ async fn replay_target(
     Query(query): Query<ReplayQuery>,
 ) -> Result<Response, AdminError> {
     authorize(&state, &headers)?;
-    let status = query.status.unwrap_or_else(|| "dead".into());
-    if !matches!(status.as_str(), "dead" | "delivered") {
-        return Err(AdminError::BadRequest("status: must be dead or delivered".into()));
-    }
+    let status = match query.status.as_deref().unwrap_or("dead") {
+        "dead" => DeliveryStatus::Dead,
+        "delivered" => DeliveryStatus::Delivered,
+        _ => return Err(AdminError::BadRequest("status: must be dead or delivered".into())),
+    };
     let filter = DeliveryFilter {
         target: Some(target.clone()),
         status: Some(status),

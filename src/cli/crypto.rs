@@ -127,8 +127,9 @@ pub fn run(command: CryptoCommand, config: Option<&Path>) -> anyhow::Result<()> 
                         .iter()
                         .find(|a| a.name == name)
                         .ok_or_else(|| anyhow!("no account named `{name}` in the configuration"))?;
-                    let token = account.token.as_ref().ok_or_else(|| anyhow!("account `{name}` has no token"))?;
-                    token.expose().to_owned()
+                    let crypto = account.crypto.as_ref().ok_or_else(|| anyhow!("account `{name}` has no token"))?;
+                    println!("{}", crypto.signature(&timestamp, &nonce, &read_argument(&encrypted)?));
+                    return Ok(());
                 }
                 (None, None) => bail!("give --token (or TANYI_RELAY_CRYPTO_TOKEN) or --account"),
             };
@@ -147,10 +148,7 @@ impl Keys {
                 .iter()
                 .find(|a| &a.name == name)
                 .ok_or_else(|| anyhow!("no account named `{name}` in the configuration"))?;
-            return account
-                .crypto()
-                .ok_or_else(|| anyhow!("account `{name}` is not in encrypted mode"))?
-                .map_err(|e| anyhow!("account `{name}`: encoding_aes_key {e}"));
+            return account.crypto.clone().ok_or_else(|| anyhow!("account `{name}` is not in encrypted mode"));
         }
         let token =
             self.token.as_deref().ok_or_else(|| anyhow!("give --token (or TANYI_RELAY_CRYPTO_TOKEN) or --account"))?;

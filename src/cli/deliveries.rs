@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::json;
 
+use crate::admin::delivery_detail;
 use crate::config::Settings;
+use crate::domain::{DeliveryStatus, EventType};
 use crate::store::{DeliveryFilter, Store};
 
 #[derive(Subcommand)]
@@ -18,11 +20,11 @@ pub enum DeliveriesCommand {
         #[arg(long)]
         target: Option<String>,
         /// pending, delivered or dead.
-        #[arg(long)]
-        status: Option<String>,
+        #[arg(long, value_parser = parse_status)]
+        status: Option<DeliveryStatus>,
         /// Event type, e.g. call.finished.
-        #[arg(long = "type")]
-        event_type: Option<String>,
+        #[arg(long = "type", value_parser = parse_event_type)]
+        event_type: Option<EventType>,
         /// Only those created at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<DateTime<Utc>>,
@@ -41,6 +43,14 @@ pub enum DeliveriesCommand {
     },
 }
 
+fn parse_status(text: &str) -> Result<DeliveryStatus, String> {
+    text.parse().map_err(|e| format!("{e}: use pending, delivered or dead"))
+}
+
+fn parse_event_type(text: &str) -> Result<EventType, String> {
+    EventType::parse(text).ok_or_else(|| format!("`{text}` is not an event type"))
+}
+
 pub async fn run(command: DeliveriesCommand, config: Option<&Path>) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
     let store = Store::connect(&settings.database).await?;
@@ -56,15 +66,18 @@ async fn execute(command: DeliveriesCommand, store: &Store) -> anyhow::Result<()
             println!("{}", serde_json::to_string_pretty(&store.deliveries(&filter).await?)?);
         }
         DeliveriesCommand::Show { id } => {
-            let detail = store.delivery_detail(id).await?.ok_or_else(|| anyhow!("no delivery {id}"))?;
+            let detail = delivery_detail(store, id).await?.ok_or_else(|| anyhow!("no delivery {id}"))?;
             println!("{}", serde_json::to_string_pretty(&detail)?);
         }
         DeliveriesCommand::Replay { id, target, since } => {
             let filter = match (id, target) {
                 (Some(id), _) => DeliveryFilter { id: Some(id), ..Default::default() },
-                (None, Some(target)) => {
-                    DeliveryFilter { target: Some(target), status: Some("dead".into()), since, ..Default::default() }
-                }
+                (None, Some(target)) => DeliveryFilter {
+                    target: Some(target),
+                    status: Some(DeliveryStatus::Dead),
+                    since,
+                    ..Default::default()
+                },
                 (None, None) => bail!("give a delivery ID or --target"),
             };
             let replayed = store.replay(&filter, Utc::now()).await?;

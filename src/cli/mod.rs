@@ -239,12 +239,8 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let app = Application::build(&settings).await?;
     let addr = app.local_addr();
-    tracing::info!(%addr, database = app.store().backend_name(), "tanyi-relay listening");
-    let base = if settings.server.public_url.is_empty() {
-        format!("http://{addr}")
-    } else {
-        settings.server.public_url.trim_end_matches('/').to_owned()
-    };
+    tracing::info!(%addr, database = app.store().backend().as_str(), "tanyi-relay listening");
+    let base = settings.public_base_url(addr);
     for account in &settings.accounts {
         if account.uses_development_key() {
             // This key is public (it ships in config/default.toml), so printing it leaks nothing.
@@ -254,7 +250,7 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
                 account.name,
                 crate::config::DEVELOPMENT_CALLBACK_KEY
             );
-        } else if account.token.is_some() {
+        } else if account.crypto.is_some() {
             tracing::info!("account `{}` (encrypted mode): register {base}/callbacks/{}", account.name, account.name);
         } else {
             tracing::info!(
@@ -273,7 +269,7 @@ async fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
-    println!("migrations applied ({})", store.backend_name());
+    println!("migrations applied ({})", store.backend().as_str());
     store.close().await;
     Ok(())
 }
@@ -281,7 +277,7 @@ async fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
 async fn purge(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     let store = Store::connect(&settings.database).await?;
-    let report = store.purge(&settings.retention.cutoffs(chrono::Utc::now())).await;
+    let report = store.purge(&crate::store::Cutoffs::at(&settings.retention, chrono::Utc::now())).await;
     store.close().await;
     println!("{}", serde_json::to_string(&report?)?);
     Ok(())
@@ -289,12 +285,36 @@ async fn purge(config: Option<PathBuf>) -> anyhow::Result<()> {
 
 fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
-    let backend = if settings.database.url.expose().starts_with("sqlite:") { "sqlite" } else { "postgres" };
     println!("configuration is valid");
     println!("listen: {}", settings.server.listen);
-    println!("database: {backend}");
+    println!("database: {} (url: {})", settings.database.backend.as_str(), settings.database.url.origin());
+    if let Some(token) = &settings.admin.token {
+        println!("admin token: {}", token.origin());
+    }
     for account in &settings.accounts {
-        println!("account: {} (utc_offset {})", account.name, account.utc_offset);
+        let mode = if account.crypto.is_some() { "encrypted" } else { "plain" };
+        println!("account: {} ({mode}, utc_offset {})", account.name, account.utc_offset);
+        for (i, key) in account.callback_keys.iter().enumerate() {
+            println!("  callback key {}: {}", i + 1, key.origin());
+        }
+        if let Some(api) = &account.api {
+            println!(
+                "  api: {} (app_key {}, app_secret {}, tenant_sign {})",
+                api.base_url,
+                api.app_key.origin(),
+                api.app_secret.origin(),
+                api.tenant_sign.origin()
+            );
+        }
+    }
+    for target in &settings.targets {
+        println!("target: {} ({})", target.name, target.url.host_str().unwrap_or_default());
+        for (i, secret) in target.secrets.iter().enumerate() {
+            println!("  signing secret {}: {}", i + 1, secret.origin());
+        }
+        for (name, value) in &target.headers {
+            println!("  header {name}: {}", value.origin());
+        }
     }
     Ok(())
 }

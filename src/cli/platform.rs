@@ -9,14 +9,10 @@ use super::table::print_json;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
+use crate::app::Services;
 use crate::config::Settings;
-use crate::fanout::worker::Wake;
-use crate::fanout::Targets;
-use crate::followup::FollowUps;
-use crate::ingest::Intake;
 use crate::platform::client::PlatformClient;
 use crate::sim::mock_platform::{MockConfig, MockPlatform};
-use crate::store::Store;
 
 #[derive(Subcommand)]
 pub enum ApiCommand {
@@ -89,14 +85,12 @@ pub async fn api(account: &str, command: ApiCommand, table: bool, config: Option
 /// delivers them.
 pub async fn reconcile(account: &str, job_id: i64, config: Option<&Path>) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
-    let store = Store::connect(&settings.database).await?;
+    let services = Services::connect(&settings).await?;
     if settings.database.migrate_on_start {
-        store.migrate().await?;
+        services.store.migrate().await?;
     }
-    let targets = Targets::new(&settings.targets, &settings.accounts);
-    let intake = Intake::new(store.clone(), targets.clone(), Wake::new(&targets), Default::default());
-    let result = FollowUps::new(&settings.accounts, intake).reconcile_job(account, job_id, None).await;
-    store.close().await;
+    let result = services.follow_ups.reconcile_job(account, job_id, None).await;
+    services.close().await;
     println!("{}", serde_json::to_string_pretty(&result?)?);
     Ok(())
 }

@@ -8,13 +8,11 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::account::Accounts;
+use crate::app::Services;
 use crate::config::Settings;
-use crate::fanout::worker::Wake;
-use crate::fanout::Targets;
-use crate::ingest::{IngestError, Intake};
+use crate::domain::{Ingested, Source};
+use crate::intake::IntakeError;
 use crate::platform::xml::encrypt_text;
-use crate::store::{Ingested, Source, Store};
 
 #[derive(Debug, Default, Serialize)]
 struct Report {
@@ -26,24 +24,17 @@ struct Report {
 
 pub async fn run(account: Option<&str>, since: Option<DateTime<Utc>>, config: Option<&Path>) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
-    let store = Store::connect(&settings.database).await?;
-    let result = reprocess(&settings, &store, account, since).await;
-    store.close().await;
+    let services = Services::connect(&settings).await?;
+    let result = reprocess(&services, account, since).await;
+    services.close().await;
     println!("{}", serde_json::to_string(&result?)?);
     Ok(())
 }
 
-async fn reprocess(
-    settings: &Settings,
-    store: &Store,
-    account: Option<&str>,
-    since: Option<DateTime<Utc>>,
-) -> anyhow::Result<Report> {
-    let accounts = Accounts::new(&settings.accounts);
-    let targets = Targets::new(&settings.targets, &settings.accounts);
-    let intake = Intake::new(store.clone(), targets.clone(), Wake::new(&targets), Default::default());
+async fn reprocess(services: &Services, account: Option<&str>, since: Option<DateTime<Utc>>) -> anyhow::Result<Report> {
+    let (accounts, intake) = (&services.accounts, &services.intake);
     let mut report = Report::default();
-    for row in store.rejected(account, since).await? {
+    for row in services.store.rejected(account, since).await? {
         report.examined += 1;
         let account =
             accounts.get(&row.account).ok_or_else(|| anyhow!("account `{}` is no longer configured", row.account))?;
@@ -63,7 +54,7 @@ async fn reprocess(
         match intake.accept(account, &plaintext, Source::Push).await {
             Ok(Ingested::Duplicate) => report.already_stored += 1,
             Ok(_) => report.stored += 1,
-            Err(IngestError::Parse(_)) => report.still_rejected += 1,
+            Err(IntakeError::Parse(_)) => report.still_rejected += 1,
             Err(e) => return Err(e.into()),
         }
     }

@@ -2,11 +2,10 @@
 //! Webhooks), retried with backoff, dead-lettered after the policy, replayable. The outbox rows are
 //! written in the callback's own transaction; delivery happens later, outside any transaction.
 
-pub mod event;
+pub mod envelope;
 pub mod retry;
 pub mod signing;
 pub mod target;
 pub mod worker;
 
-pub use event::{EventType, Outbound};
-pub use target::{Target, Targets};
+pub use target::{Target, TargetKind, Targets};

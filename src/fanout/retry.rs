@@ -4,9 +4,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// Close to Svix's: seconds, then minutes, then hours; about 27.6 hours in all.
-pub const DEFAULT_SCHEDULE_SECS: [f64; 7] = [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0];
-
 /// Jitter adds at most this fraction of the delay (never subtracts: a retry never fires early).
 const MAX_JITTER: f64 = 0.2;
 
@@ -21,13 +18,14 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Takes settings that were validated (finite, non-negative seconds).
-    pub fn new(schedule_secs: Option<&[f64]>, max_attempts: Option<u32>, window_secs: f64) -> Self {
+    /// A policy from constant seconds (finite, non-negative).
+    pub fn from_secs(schedule_secs: &[f64], max_attempts: u32, window_secs: f64) -> Self {
         let seconds = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
-        let schedule: Vec<Duration> =
-            schedule_secs.unwrap_or(&DEFAULT_SCHEDULE_SECS).iter().map(|s| seconds(*s)).collect();
-        let max_attempts = max_attempts.unwrap_or(schedule.len() as u32 + 1);
-        Self { schedule, max_attempts, window: seconds(window_secs) }
+        Self {
+            schedule: schedule_secs.iter().map(|s| seconds(*s)).collect(),
+            max_attempts,
+            window: seconds(window_secs),
+        }
     }
 
     /// After `attempts` failed attempts, when to try again; `None`: the delivery is dead.
@@ -73,7 +71,7 @@ mod tests {
 
     #[test]
     fn follows_the_schedule_and_gives_up_after_the_attempts() {
-        let policy = RetryPolicy::new(Some(&[1.0, 10.0, 100.0]), Some(4), 10_000.0);
+        let policy = RetryPolicy::from_secs(&[1.0, 10.0, 100.0], 4, 10_000.0);
         assert_eq!(policy.next_attempt(1, at(0), at(0), None, 0.0), Some(at(1)));
         assert_eq!(policy.next_attempt(2, at(0), at(1), None, 0.0), Some(at(11)));
         assert_eq!(policy.next_attempt(3, at(0), at(11), None, 0.0), Some(at(111)));
@@ -82,14 +80,14 @@ mod tests {
 
     #[test]
     fn the_last_step_repeats_and_the_window_bounds_everything() {
-        let policy = RetryPolicy::new(Some(&[60.0]), Some(100), 150.0);
+        let policy = RetryPolicy::from_secs(&[60.0], 100, 150.0);
         assert_eq!(policy.next_attempt(5, at(0), at(60), None, 0.0), Some(at(120)));
         assert_eq!(policy.next_attempt(6, at(0), at(120), None, 0.0), None, "180 s is past the 150 s window");
     }
 
     #[test]
     fn jitter_only_ever_delays() {
-        let policy = RetryPolicy::new(Some(&[100.0]), None, 10_000.0);
+        let policy = RetryPolicy::from_secs(&[100.0], 2, 10_000.0);
         for i in 0..=100 {
             let jitter = f64::from(i) / 100.0;
             let next = policy.next_attempt(1, at(0), at(0), None, jitter).unwrap();
@@ -103,14 +101,15 @@ mod tests {
 
     #[test]
     fn retry_after_is_honoured_when_longer_than_the_backoff() {
-        let policy = RetryPolicy::new(Some(&[5.0]), None, 10_000.0);
+        let policy = RetryPolicy::from_secs(&[5.0], 2, 10_000.0);
         assert_eq!(policy.next_attempt(1, at(0), at(0), Some(Duration::from_secs(30)), 0.0), Some(at(30)));
         assert_eq!(policy.next_attempt(1, at(0), at(0), Some(Duration::from_secs(1)), 0.0), Some(at(5)));
     }
 
     #[test]
     fn the_default_schedule_fits_its_window() {
-        let policy = RetryPolicy::new(None, None, 28.0 * 3600.0);
+        let schedule = crate::config::DEFAULT_RETRY_SCHEDULE_SECS;
+        let policy = RetryPolicy::from_secs(&schedule, schedule.len() as u32 + 1, 28.0 * 3600.0);
         let mut now = at(0);
         let mut attempts = 1;
         while let Some(next) = policy.next_attempt(attempts, at(0), now, None, 0.0) {

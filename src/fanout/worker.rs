@@ -19,10 +19,11 @@ use super::retry::random_jitter;
 use super::signing::signature_header;
 use super::target::{Target, TargetKind, Targets};
 use crate::config::DeliverySettings;
+use crate::domain::DeliveryOutcome;
 use crate::metrics::Metrics;
 use crate::platform::client::describe_http_error;
 use crate::store::group_commit::GroupCommit;
-use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, Store};
+use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, Store, StoreError};
 
 /// How much of a receiver's answer is kept with an attempt.
 const SNIPPET_BYTES: usize = 512;
@@ -69,14 +70,40 @@ pub enum Consumed {
     Interrupted,
 }
 
+/// Work for a target inside the relay, read from the claimed delivery's event (its account and
+/// subject), not from the JSON a webhook would get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// Backfill a completed job's lost calls.
+    Reconcile { account: String, robot_call_job_id: i64 },
+    /// Fetch a new call's detail.
+    Enrich { account: String, call_record_id: i64 },
+}
+
+impl Task {
+    fn of(target: &Target, delivery: &ClaimedDelivery) -> Result<Task, String> {
+        let subject = delivery.subject;
+        match &target.kind {
+            TargetKind::Reconcile { account } => match subject.robot_call_job_id {
+                Some(robot_call_job_id) => Ok(Task::Reconcile { account: account.clone(), robot_call_job_id }),
+                None => Err("the event names no job".into()),
+            },
+            TargetKind::Enrich { account } => match subject.call_record_id {
+                Some(call_record_id) => Ok(Task::Enrich { account: account.clone(), call_record_id }),
+                None => Err("the event names no call".into()),
+            },
+            TargetKind::Webhook => Err(format!("{} is not an internal target", target.name)),
+        }
+    }
+}
+
 /// Consumes the deliveries of targets inside the relay (reconciliation, enrichment). Long work
 /// watches `stop` and ends with `Consumed::Interrupted` at a safe point: it is never cut off in the
 /// middle of a transaction.
 pub trait InternalConsumer: Send + Sync {
     fn consume<'a>(
         &'a self,
-        target: &'a Target,
-        payload: &'a serde_json::Value,
+        task: &'a Task,
         stop: &'a watch::Receiver<bool>,
     ) -> Pin<Box<dyn Future<Output = Consumed> + Send + 'a>>;
 }
@@ -92,7 +119,7 @@ pub struct DeliveryWorker {
     settings: DeliverySettings,
     wake: Wake,
     /// Attempts that finish together, across targets, are recorded in one transaction.
-    finished: Arc<GroupCommit<Attempt, Result<(), String>>>,
+    finished: Arc<GroupCommit<Attempt, Result<(), StoreError>>>,
 }
 
 /// What one target's loop keeps between rounds.
@@ -190,7 +217,7 @@ impl DeliveryWorker {
             next_send: tokio::sync::Mutex::new(Instant::now()),
             target,
         });
-        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let poll = self.settings.poll_interval;
         let mut sends = JoinSet::new();
         while !*shutdown.borrow() {
             if let Err(e) = self.claim_and_send(&state, &mut sends, &shutdown).await {
@@ -228,7 +255,7 @@ impl DeliveryWorker {
         state: &Arc<TargetState>,
         sends: &mut JoinSet<()>,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<usize, crate::store::StoreError> {
+    ) -> Result<usize, StoreError> {
         let target = &state.target;
         // Waiting for a slot or being sent; those being recorded no longer count.
         let held = state.unsent.load(Ordering::SeqCst);
@@ -256,7 +283,7 @@ impl DeliveryWorker {
         }
         let now = Utc::now();
         // A claimed delivery may wait for a slot (at most one send) before its own send.
-        let lease = Duration::from_secs(self.settings.lease_secs).max(2 * target.timeout + Duration::from_secs(30));
+        let lease = self.settings.lease.max(2 * target.timeout + Duration::from_secs(30));
         let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(60));
         let claimed = self
             .store
@@ -316,8 +343,7 @@ impl DeliveryWorker {
         let after = if sent.delivered {
             AfterAttempt::Delivered
         } else {
-            let cap = Duration::from_secs(self.settings.retry_after_cap_secs);
-            let retry_after = sent.retry_after.map(|asked| asked.min(cap));
+            let retry_after = sent.retry_after.map(|asked| asked.min(self.settings.retry_after_cap));
             let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
             match target.retry.next_attempt(attempts, delivery.retry_from, now, retry_after, random_jitter()) {
                 Some(at) => AfterAttempt::RetryAt(at),
@@ -350,19 +376,19 @@ impl DeliveryWorker {
         let recorded = self
             .finished
             .submit(attempt, |group| async move {
-                let result = store.finish_attempts(&worker, &group, Utc::now()).await.map_err(|e| e.to_string());
+                let result = store.finish_attempts(&worker, &group, Utc::now()).await;
                 vec![result; group.len()]
             })
             .await;
-        if let Err(e) = recorded.unwrap_or_else(|| Err("the recording task failed".into())) {
+        if let Err(e) = recorded.unwrap_or(Err(StoreError::TaskFailed)) {
             // The lease will run out and the delivery will be sent again: at least once.
             tracing::error!(target = %target.name, event_id = %delivery.event_id, error = %e, "could not record an attempt");
         }
         // Counted once recorded, so that the metrics never run ahead of the database.
         let outcome = match after {
-            AfterAttempt::Delivered => "delivered",
-            AfterAttempt::RetryAt(_) => "failed",
-            AfterAttempt::Dead => "dead",
+            AfterAttempt::Delivered => DeliveryOutcome::Delivered,
+            AfterAttempt::RetryAt(_) => DeliveryOutcome::Failed,
+            AfterAttempt::Dead => DeliveryOutcome::Dead,
         };
         self.metrics.delivery(&target.name, outcome, sent.latency);
     }
@@ -371,7 +397,7 @@ impl DeliveryWorker {
         if target.kind != TargetKind::Webhook {
             return self.consume_internally(target, delivery, stop).await;
         }
-        let body = serde_json::to_vec(&delivery.payload.0).unwrap_or_default();
+        let body = delivery.payload.get().as_bytes().to_vec();
         let timestamp = Utc::now().timestamp();
         let signature = signature_header(&target.keys, &delivery.event_id, timestamp, &body);
         let started_at = Utc::now();
@@ -434,9 +460,10 @@ impl DeliveryWorker {
     ) -> Sent {
         let started_at = Utc::now();
         let clock = Instant::now();
-        let result = match &self.internal {
-            Some(consumer) => consumer.consume(target, &delivery.payload.0, stop).await,
-            None => Consumed::Failed("no internal consumer is running".to_owned()),
+        let result = match (&self.internal, Task::of(target, delivery)) {
+            (Some(consumer), Ok(task)) => consumer.consume(&task, stop).await,
+            (None, _) => Consumed::Failed("no internal consumer is running".to_owned()),
+            (_, Err(problem)) => Consumed::Failed(problem),
         };
         let (delivered, interrupted, error, snippet) = match result {
             Consumed::Done(report) => (true, false, None, Some(report)),

@@ -14,14 +14,13 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::account::Accounts;
-use crate::config::AccountSettings;
-use crate::fanout::event::announce;
-use crate::fanout::target::{Target, TargetKind};
-use crate::fanout::worker::{Consumed, InternalConsumer};
-use crate::ingest::{IngestError, Intake};
+use crate::domain::Source;
+use crate::fanout::envelope::announcements;
+use crate::fanout::worker::{Consumed, InternalConsumer, Task};
+use crate::intake::{Intake, IntakeError};
 use crate::platform::callback::{parse_callback, CALL_RECORD};
 use crate::platform::client::{ApiError, PlatformClient};
-use crate::store::{Enrichment, Ingested, Source, StoreError};
+use crate::store::{Enrichment, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FollowUpError {
@@ -32,7 +31,7 @@ pub enum FollowUpError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("storing a backfilled call failed: {0}")]
-    Ingest(String),
+    Intake(IntakeError),
     #[error("stopped for shutdown")]
     Interrupted,
 }
@@ -55,12 +54,12 @@ pub struct FollowUps {
 }
 
 impl FollowUps {
-    pub fn new(settings: &[AccountSettings], intake: Intake) -> FollowUps {
-        let clients = settings
-            .iter()
+    pub fn new(accounts: Accounts, intake: Intake) -> FollowUps {
+        let clients = accounts
+            .all()
             .filter_map(|a| a.api.as_ref().map(|api| (a.name.clone(), Arc::new(PlatformClient::new(api)))))
             .collect();
-        FollowUps { accounts: Accounts::new(settings), clients, intake }
+        FollowUps { accounts, clients, intake }
     }
 
     pub fn client(&self, account: &str) -> Result<&PlatformClient, FollowUpError> {
@@ -96,8 +95,8 @@ impl FollowUps {
                 let body = json!({ "dataType": CALL_RECORD, "data": record }).to_string();
                 match self.intake.accept(account, body.as_bytes(), Source::Backfill).await {
                     Ok(_) => report.backfilled += 1,
-                    Err(IngestError::Parse(_)) => report.rejected += 1,
-                    Err(e) => return Err(FollowUpError::Ingest(e.to_string())),
+                    Err(IntakeError::Parse(_)) => report.rejected += 1,
+                    Err(e) => return Err(FollowUpError::Intake(e)),
                 }
             }
         }
@@ -132,16 +131,13 @@ impl FollowUps {
             intent_level_tag_id: detail["intentLevelTagId"].as_i64(),
             customer: detail.get("customerPerson").filter(|c| c.is_object()).cloned(),
         };
-        let now = chrono::Utc::now();
+        let now = crate::store::storable_now();
         let envelope = json!({ "dataType": CALL_RECORD, "data": detail }).to_string();
-        let outbound = self
-            .intake
-            .store
-            .enrich_call(account_name, call_record_id, &enrichment, now, || {
-                let callback = parse_callback(envelope.as_bytes(), account.utc_offset).ok()?;
-                announce(&self.intake.targets, account_name, &callback, Ingested::Changed, now)
-            })
-            .await?;
+        // Made before the store knows whether the corrected level changed: it keeps it only then.
+        let announce = parse_callback(envelope.as_bytes(), account.utc_offset)
+            .ok()
+            .and_then(|callback| announcements(&self.intake.targets, account_name, &callback, now).changed);
+        let outbound = self.intake.store.enrich_call(account_name, call_record_id, &enrichment, now, announce).await?;
         if let Some(outbound) = &outbound {
             self.intake.wake.targets(&outbound.targets);
         }
@@ -199,28 +195,24 @@ impl FollowUps {
 impl InternalConsumer for FollowUps {
     fn consume<'a>(
         &'a self,
-        target: &'a Target,
-        payload: &'a Value,
+        task: &'a Task,
         stop: &'a watch::Receiver<bool>,
     ) -> Pin<Box<dyn Future<Output = Consumed> + Send + 'a>> {
         Box::pin(async move {
-            let result = match &target.kind {
-                TargetKind::Reconcile { account } => match payload["data"]["robot_call_job_id"].as_i64() {
-                    Some(job) => self.reconcile_job(account, job, Some(stop)).await.map(|report| {
+            let result = match task {
+                Task::Reconcile { account, robot_call_job_id } => {
+                    self.reconcile_job(account, *robot_call_job_id, Some(stop)).await.map(|report| {
                         format!(
                             "listed {}, backfilled {}, rejected {}",
                             report.listed, report.backfilled, report.rejected
                         )
-                    }),
-                    None => return Consumed::Failed("the event has no robot_call_job_id".into()),
-                },
-                TargetKind::Enrich { account } => match payload["data"]["call_record_id"].as_i64() {
-                    Some(call) => self.enrich_call(account, call).await.map(|updated| {
+                    })
+                }
+                Task::Enrich { account, call_record_id } => {
+                    self.enrich_call(account, *call_record_id).await.map(|updated| {
                         if updated { "enriched; corrected intent level announced" } else { "enriched" }.to_owned()
-                    }),
-                    None => return Consumed::Failed("the event has no call_record_id".into()),
-                },
-                TargetKind::Webhook => return Consumed::Failed(format!("{} is not an internal target", target.name)),
+                    })
+                }
             };
             match result {
                 Ok(report) => Consumed::Done(report),

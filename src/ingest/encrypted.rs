@@ -9,11 +9,11 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use percent_encoding::percent_decode;
 
-use super::{ack, find_account, query, read_body, reject, text, IngestError, IngestState};
+use super::{ack, find_account, query, read_body, text, IngestError, IngestState};
 use crate::account::Account;
+use crate::domain::Source;
 use crate::platform::crypto::{CallbackCrypto, CryptoError};
 use crate::platform::xml::encrypt_text;
-use crate::store::Source;
 
 /// `GET /callbacks/{account}?msg_signature=&timestamp=&nonce=&echostr=`: the platform checks the
 /// URL by asking us to decrypt `echostr`. Nothing is stored.
@@ -60,7 +60,10 @@ pub(super) async fn receive(
             Err(IngestError::Crypto(CryptoError::BadSignature))
         }
         // Signed with the account's token, so it is the platform's: keep it for a key fix.
-        Err(problem) => Err(reject(&state.intake.store, account, &body, IngestError::Crypto(problem)).await),
+        Err(problem) => {
+            state.intake.keep_rejected(account, &body, Source::Push, &problem.to_string()).await?;
+            Err(IngestError::Crypto(problem))
+        }
     }
 }
 

@@ -5,9 +5,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::intake::IntakeError;
 use crate::platform::callback::ParseError;
 use crate::platform::crypto::CryptoError;
-use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -30,9 +30,13 @@ pub enum IngestError {
     #[error(transparent)]
     Crypto(CryptoError),
     #[error(transparent)]
-    Parse(#[from] ParseError),
-    #[error("storage unavailable: {0}")]
-    Storage(#[from] StoreError),
+    Intake(#[from] IntakeError),
+}
+
+impl From<crate::store::StoreError> for IngestError {
+    fn from(error: crate::store::StoreError) -> Self {
+        IngestError::Intake(IntakeError::Storage(error))
+    }
 }
 
 impl IngestError {
@@ -47,9 +51,9 @@ impl IngestError {
             IngestError::MissingParameter(_) | IngestError::MalformedXml(_) | IngestError::Crypto(_) => {
                 StatusCode::BAD_REQUEST
             }
-            IngestError::Parse(ParseError::BadField { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
-            IngestError::Parse(_) => StatusCode::BAD_REQUEST,
-            IngestError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Intake(IntakeError::Parse(ParseError::BadField { .. })) => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::Intake(IntakeError::Parse(_)) => StatusCode::BAD_REQUEST,
+            IngestError::Intake(IntakeError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -66,10 +70,7 @@ impl IngestError {
             IngestError::MalformedXml(_) => "malformed_xml",
             IngestError::Crypto(CryptoError::Undecryptable(_)) => "undecryptable",
             IngestError::Crypto(CryptoError::ReceiveIdMismatch) => "receive_id_mismatch",
-            IngestError::Parse(ParseError::NotJson(_)) => "invalid_json",
-            IngestError::Parse(ParseError::BadEnvelope(_)) => "invalid_envelope",
-            IngestError::Parse(ParseError::BadField { .. }) => "invalid_field",
-            IngestError::Storage(_) => "storage_unavailable",
+            IngestError::Intake(intake) => intake.code(),
         }
     }
 }
@@ -78,11 +79,11 @@ impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let message = match &self {
             // The cause is logged where it happened; the caller only needs to know to retry.
-            IngestError::Storage(_) => "the callback was not stored; retry later".to_owned(),
+            IngestError::Intake(IntakeError::Storage(_)) => "the callback was not stored; retry later".to_owned(),
             other => other.to_string(),
         };
         let mut body = json!({ "error": self.code(), "message": message });
-        if let IngestError::Parse(ParseError::BadField { field, .. }) = &self {
+        if let IngestError::Intake(IntakeError::Parse(ParseError::BadField { field, .. })) = &self {
             body["field"] = json!(field);
         }
         (self.status(), Json(body)).into_response()

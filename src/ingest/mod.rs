@@ -16,13 +16,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 pub use error::{plain_error, IngestError};
 
 use crate::account::{Account, Accounts};
-use crate::fanout::event::announce;
-use crate::fanout::worker::Wake;
-use crate::fanout::Targets;
-use crate::metrics::Metrics;
-use crate::platform::callback::{parse_callback, Callback, Event};
-use crate::store::{Ingested, PendingCallback, Received, Source, Store, StoreError};
-use crate::telemetry::{loggable, mask_phone};
+use crate::domain::Source;
+use crate::intake::Intake;
+use crate::metrics::CallbackOutcome;
+use crate::telemetry::loggable;
 
 /// What the platform needs to stop retrying: HTTP 200 with exactly this body.
 pub const ACK: &str = "success";
@@ -33,16 +30,6 @@ pub struct IngestState {
     pub intake: Intake,
     pub body_limit: usize,
     pub body_timeout: std::time::Duration,
-}
-
-/// Where authenticated callback bodies go, pushed or fetched back: the store, with the targets
-/// whose outbox rows are written in the same transaction, and the worker to wake after commit.
-#[derive(Clone)]
-pub struct Intake {
-    pub store: Store,
-    pub targets: Targets,
-    pub wake: Wake,
-    pub metrics: Metrics,
 }
 
 pub fn routes(state: IngestState) -> Router {
@@ -61,9 +48,9 @@ async fn receive(
     let result = authenticate_and_accept(&state, &account_name, query.as_deref(), &headers, body).await;
     if let Err(refusal) = &result {
         // Parse and storage outcomes are counted where they are decided, with their dataType.
-        if !matches!(refusal, IngestError::Parse(_) | IngestError::Storage(_)) {
+        if !matches!(refusal, IngestError::Intake(_)) {
             let account = state.accounts.get(&account_name).map_or("-", |a| a.name.as_str());
-            state.intake.metrics.callback(account, "-", refusal.code());
+            state.intake.metrics.callback(account, "-", CallbackOutcome::Refused(refusal.code()));
         }
     }
     state.intake.metrics.ingest_time(started.elapsed());
@@ -82,10 +69,7 @@ async fn authenticate_and_accept(
         return encrypted::receive(state, account, query, headers, body).await;
     }
     let key = query::param(query, "key");
-    let authorized = match (&account.plain_key, key.as_deref()) {
-        (Some(expected), Some(given)) => expected.matches(given.as_bytes()),
-        _ => false,
-    };
+    let authorized = key.as_deref().is_some_and(|given| account.accepts_key(given.as_bytes()));
     if !authorized {
         tracing::warn!(account = %account.name, key_given = key.is_some(), encrypted_mode = account.crypto.is_some(),
             "callback refused: no valid key");
@@ -135,98 +119,5 @@ pub async fn read_body(
             tracing::warn!(error = %e, "callback body could not be read");
             Err(IngestError::BodyUnreadable)
         }
-    }
-}
-
-/// Keeps the raw body of an authenticated request that cannot become data (so that an operator
-/// can look at it and reprocess it after a fix), then returns the refusal.
-async fn reject(store: &Store, account: &Account, body: &[u8], problem: IngestError) -> IngestError {
-    let received = Received::now(&account.name, body, Source::Push);
-    if let Err(e) = store.record_rejected(&received, &problem.to_string()).await {
-        tracing::error!(account = %account.name, error = %e, "could not keep a rejected callback");
-        return IngestError::Storage(e);
-    }
-    tracing::warn!(account = %account.name, problem = %problem, "callback rejected, raw body kept");
-    problem
-}
-
-impl Intake {
-    pub fn new(store: Store, targets: Targets, wake: Wake, metrics: Metrics) -> Intake {
-        Intake { store, targets, wake, metrics }
-    }
-
-    /// The one store path for an authenticated callback body, pushed or fetched back: parse,
-    /// store (raw, normalized and outbox, one transaction), wake the deliveries, report. A body
-    /// that does not parse is still kept raw.
-    pub async fn accept(&self, account: &Account, body: &[u8], source: Source) -> Result<Ingested, IngestError> {
-        let count = |data_type: &str, outcome: &str| {
-            // Metrics count callbacks; backfilled calls are not callbacks.
-            if source == Source::Push {
-                self.metrics.callback(&account.name, data_type, outcome);
-            }
-        };
-        let callback = match parse_callback(body, account.utc_offset) {
-            Ok(callback) => callback,
-            Err(problem) => {
-                let refusal = reject(&self.store, account, body, problem.into()).await;
-                count("-", refusal.code());
-                return Err(refusal);
-            }
-        };
-        let data_type = match callback.event {
-            Event::Unrecognized => "other".to_owned(),
-            _ => callback.data_type.clone(),
-        };
-        let unavailable = |error: StoreError| {
-            tracing::error!(account = %account.name, data_type = %loggable(&data_type), error = %error,
-                "could not store callback; answering 503 so that the platform retries");
-            count(&data_type, "storage_unavailable");
-            IngestError::Storage(error)
-        };
-        let (targets, account_name) = (self.targets.clone(), account.name.clone());
-        let announce_event =
-            Box::new(move |callback: &Callback, outcome, at| announce(&targets, &account_name, callback, outcome, at));
-        let pending = PendingCallback::now(&account.name, body, source, callback, announce_event);
-        let stored = self.store.store_callback(pending).await;
-        let Some((callback, result)) = stored else {
-            return Err(unavailable(StoreError::Shared("the storing task failed".into())));
-        };
-        let (outcome, outbound) = result.map_err(unavailable)?;
-        count(
-            &data_type,
-            match outcome {
-                Ingested::Created => "stored",
-                Ingested::Changed => "updated",
-                Ingested::Duplicate => "duplicate",
-                Ingested::Unrecognized => "unrecognized",
-            },
-        );
-        if let Some(outbound) = &outbound {
-            self.wake.targets(&outbound.targets);
-        }
-        log_stored(account, &callback, outcome, source);
-        Ok(outcome)
-    }
-}
-
-fn log_stored(account: &Account, callback: &Callback, outcome: Ingested, source: Source) {
-    match &callback.event {
-        Event::CallRecord(call) => tracing::info!(
-            account = %account.name, call_record_id = call.call_record_id,
-            phone = %call.called_phone_number.as_deref().map(mask_phone).unwrap_or_default(),
-            outcome = ?outcome, source = source.as_str(), "call record stored"
-        ),
-        Event::JobCompleted(job) => tracing::info!(
-            account = %account.name, robot_call_job_id = job.robot_call_job_id, outcome = ?outcome,
-            "job completion stored"
-        ),
-        Event::Sms(sms) => tracing::info!(
-            account = %account.name, call_record_id = sms.call_record_id, messages = sms.messages.len(),
-            outcome = ?outcome, "sms request stored"
-        ),
-        Event::Unrecognized => tracing::warn!(
-            account = %account.name, data_type = %loggable(&callback.data_type),
-            "unrecognized dataType kept raw and acknowledged"
-        ),
     }
 }

@@ -12,8 +12,22 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::signing::rest_signature;
-use crate::config::ApiSettings;
 use crate::secret::Secret;
+
+/// One account's credentials and limits for the REST API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Without a trailing `/`.
+    pub base_url: String,
+    pub app_key: Secret,
+    pub app_secret: Secret,
+    pub tenant_sign: Secret,
+    pub version: String,
+    /// Per request.
+    pub timeout: Duration,
+    /// Time between two requests, when a rate is set.
+    pub min_interval: Option<Duration>,
+}
 
 /// Largest page the platform serves.
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -79,9 +93,9 @@ pub struct Tenant {
 pub struct PlatformClient {
     http: reqwest::Client,
     base_url: String,
-    app_key: String,
+    app_key: Secret,
     app_secret: Secret,
-    tenant_sign: String,
+    tenant_sign: Secret,
     version: String,
     timeout: Duration,
     min_interval: Option<Duration>,
@@ -96,13 +110,13 @@ impl PlatformClient {
             .expect("the HTTP client builds with static settings");
         PlatformClient {
             http,
-            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            base_url: settings.base_url.clone(),
             app_key: settings.app_key.clone(),
             app_secret: settings.app_secret.clone(),
             tenant_sign: settings.tenant_sign.clone(),
             version: settings.version.clone(),
-            timeout: Duration::from_millis(settings.timeout_ms),
-            min_interval: settings.max_requests_per_second.map(|r| Duration::from_secs_f64(1.0 / r)),
+            timeout: settings.timeout,
+            min_interval: settings.min_interval,
             next_request: Mutex::new(Instant::now()),
         }
     }
@@ -178,7 +192,7 @@ impl PlatformClient {
     /// Registers the callback URLs of this account (not retried: it changes state).
     pub async fn update_isv_info(&self, callback_url: &str, sms_callback_url: Option<&str>) -> Result<Value, ApiError> {
         let body = json!({
-            "tenantSign": self.tenant_sign,
+            "tenantSign": self.tenant_sign.expose(),
             "callbackUrl": callback_url,
             "smsCallbackUrl": sms_callback_url.unwrap_or(callback_url),
         });
@@ -219,16 +233,21 @@ impl PlatformClient {
         self.wait_for_rate().await;
         let url = format!("{}/apiOpen/{}/{resource}", self.base_url, self.version);
         let timestamp = Utc::now().timestamp_millis().to_string();
-        let signature =
-            rest_signature(&self.app_key, self.app_secret.expose(), &self.tenant_sign, &self.version, &timestamp);
+        let signature = rest_signature(
+            self.app_key.expose(),
+            self.app_secret.expose(),
+            self.tenant_sign.expose(),
+            &self.version,
+            &timestamp,
+        );
         let mut request = match method {
             "POST" => self.http.post(&url),
             _ => self.http.get(&url),
         }
         .timeout(self.timeout)
         .query(query)
-        .header("appKey", &self.app_key)
-        .header("tenantSign", &self.tenant_sign)
+        .header("appKey", self.app_key.expose())
+        .header("tenantSign", self.tenant_sign.expose())
         .header("version", &self.version)
         .header("timestamp", &timestamp)
         .header("signature", signature)

@@ -1,0 +1,145 @@
+//! The HTTP side of `serve`: accepting connections and the router with its middleware.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::admin;
+use crate::ingest::plain_error;
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+
+/// Request headers beyond this are refused with 431 before any handler runs (the platform sends a
+/// few hundred bytes). Bodies are streamed and limited separately (`server.body_limit_bytes`).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Accepts connections until `shutdown`, then lets the open ones finish their requests. Served with
+/// hyper's own builder rather than `axum::serve` for one reason: a timer, so that a client that
+/// trickles its request headers is disconnected after `header_timeout`.
+pub(super) async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = ConnectionBuilder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_HEADER_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little rather than spin.
+                        tracing::warn!(error = %e, "could not accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(router.clone());
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Around every route: request ids, a span per request (the path only: the query string carries
+/// the callback key), the concurrency limit, and JSON answers for unknown paths and methods.
+pub(super) fn with_middleware(routes: Router, max_concurrent_requests: usize) -> Router {
+    routes
+        .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            plain_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+        })
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(middleware::from_fn_with_state(Arc::new(Semaphore::new(max_concurrent_requests)), limit_concurrency))
+        .layer(middleware::from_fn(request_id))
+}
+
+/// Beyond the configured number of requests at once, answer 503 at once instead of queueing: the
+/// platform retries, and the relay stays responsive for the requests it has.
+async fn limit_concurrency(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    let Ok(_slot) = slots.try_acquire() else {
+        tracing::warn!("overloaded: refusing a request");
+        let mut refused =
+            plain_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests at once; retry");
+        refused.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return refused;
+    };
+    next.run(request).await
+}
+
+/// `GET /metrics`: the figures as last set (a scrape never queries the database).
+pub(super) fn metrics_route(metrics: Metrics, token: Option<Secret>) -> Router {
+    Router::new().route("/metrics", get(render_metrics)).with_state((metrics, token))
+}
+
+async fn render_metrics(State((metrics, token)): State<(Metrics, Option<Secret>)>, headers: HeaderMap) -> Response {
+    if token.as_ref().is_some_and(|token| !admin::bearer_matches(token, &headers)) {
+        return plain_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Takes the caller's `x-request-id` (when it is short, printable text) or makes one, so that the
+/// request's log lines and its answer carry the same id.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::getrandom(&mut bytes);
+        hex::encode(bytes)
+    });
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    request.headers_mut().insert(REQUEST_ID, value.clone());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID, value);
+    response
+}

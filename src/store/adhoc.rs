@@ -1,0 +1,84 @@
+//! Raw SQL, for the tests that must break or inspect the database, the benchmarks that seed it, and
+//! the documented report queries analysts run. The application itself never uses it: everything
+//! it does is an operation of `Store`.
+
+use sqlx::Row;
+
+use super::{Backend, Store, StoreError};
+
+pub struct AdHoc<'a> {
+    store: &'a Store,
+}
+
+/// Connections taken out of the store's pool until this is dropped (a test of pool exhaustion).
+pub struct HeldConnections {
+    _held: Vec<Box<dyn std::any::Any + Send>>,
+}
+
+impl<'a> AdHoc<'a> {
+    pub(super) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    /// Runs one or more statements (on SQLite through the writer, as every write goes).
+    pub async fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        match &self.store.backend {
+            Backend::Postgres(pg) => {
+                sqlx::raw_sql(sql).execute(&pg.pool).await?;
+            }
+            Backend::Sqlite(lite) => {
+                sqlx::raw_sql(sql).execute(&lite.writer).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row of a query, each column as text (`null` for NULL), whatever its type.
+    pub async fn rows(&self, sql: &str) -> Result<Vec<Vec<String>>, StoreError> {
+        Ok(match &self.store.backend {
+            Backend::Postgres(pg) => sqlx::query(sql).fetch_all(&pg.pool).await?.iter().map(as_text).collect(),
+            Backend::Sqlite(lite) => sqlx::query(sql).fetch_all(&lite.readers).await?.iter().map(as_text).collect(),
+        })
+    }
+
+    /// The first column of every row, as text.
+    pub async fn column(&self, sql: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.rows(sql).await?.into_iter().filter_map(|row| row.into_iter().next()).collect())
+    }
+
+    /// Takes every connection of the pool that serves callbacks (Postgres), until dropped.
+    pub async fn hold_every_connection(&self, connections: u32) -> Result<HeldConnections, StoreError> {
+        let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+        for _ in 0..connections {
+            match &self.store.backend {
+                Backend::Postgres(pg) => held.push(Box::new(pg.pool.acquire().await?)),
+                Backend::Sqlite(lite) => held.push(Box::new(lite.readers.acquire().await?)),
+            }
+        }
+        Ok(HeldConnections { _held: held })
+    }
+}
+
+fn as_text<R: Row>(row: &R) -> Vec<String>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<chrono::DateTime<chrono::Utc>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    (0..row.columns().len())
+        .map(|i| {
+            let text = if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+                v.map(|v| v.to_string())
+            } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+                v.map(|v| v.to_string())
+            } else if let Ok(v) = row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(i) {
+                v.map(|v| v.to_rfc3339())
+            } else {
+                row.try_get::<Option<String>, _>(i).unwrap_or_else(|e| Some(format!("<{e}>")))
+            };
+            text.unwrap_or_else(|| "null".into())
+        })
+        .collect()
+}

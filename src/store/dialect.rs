@@ -1,0 +1,31 @@
+//! What differs between the two databases in SQL that is otherwise written once: how a write
+//! transaction begins, how a claim skips rows another replica holds, how the head of an ordered
+//! queue is locked, and how a commit wakes the other replicas.
+
+pub(super) struct Dialect {
+    /// Starts a transaction that will write.
+    pub begin_write: &'static str,
+    /// Appended to the candidate query of a claim.
+    pub skip_locked: &'static str,
+    /// Appended to the head query of an ordered target's claim.
+    pub lock_head: &'static str,
+    /// Run inside a transaction that adds or revives deliveries; `None`: no other process listens.
+    pub notify: Option<&'static str>,
+}
+
+/// The Postgres channel on which a commit that adds deliveries wakes every replica's worker.
+pub(super) const DELIVERY_CHANNEL: &str = "tanyi_relay_deliveries";
+
+pub(super) const POSTGRES: Dialect = Dialect {
+    begin_write: "BEGIN",
+    skip_locked: "FOR UPDATE SKIP LOCKED",
+    // Not SKIP LOCKED: a second replica must wait for the head, never skip past it.
+    lock_head: "FOR UPDATE",
+    notify: Some("SELECT pg_notify('tanyi_relay_deliveries', '')"),
+};
+
+/// SQLite has one writer at a time, so an `UPDATE … WHERE id IN (SELECT …)` is already atomic.
+/// Write transactions take the write lock up front (IMMEDIATE): one that read first and then tried
+/// to write while another connection writes would fail at once with SQLITE_BUSY instead of waiting.
+pub(super) const SQLITE: Dialect =
+    Dialect { begin_write: "BEGIN IMMEDIATE", skip_locked: "", lock_head: "", notify: None };
