@@ -25,3 +25,4 @@ mod retention;
 mod secrets;
 mod simulate;
 mod storage;
+mod store_contract;

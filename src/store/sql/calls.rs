@@ -151,6 +151,8 @@ pub async fn enrich(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((previous_level, inbox_id)) = previous else {
+        // Ended now rather than when the connection is next used: an open transaction holds locks.
+        tx.rollback().await?;
         return Err(StoreError::Missing(format!("call {call_record_id}")));
     };
     sqlx::query(

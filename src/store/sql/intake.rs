@@ -27,7 +27,9 @@ pub async fn record(pool: &Pool<super::Db>, mut pending: Vec<PendingCallback>) -
         }
         let result = store_one(&mut tx, item).await;
         if !isolate && result.is_err() {
-            // Dropping the transaction rolls it back.
+            // Ended now rather than when the connection is next used: an open transaction holds
+            // locks. Whether the rollback itself fails does not change the outcome.
+            let _ = tx.rollback().await;
             return pending.into_iter().map(|item| item.callback).zip([result]).collect();
         }
         if isolate {
