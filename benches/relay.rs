@@ -1,4 +1,4 @@
-//! The benchmark behind `scripts/bench` (see BENCHMARKS.md). For each database it measures, in one
+//! The benchmark behind `scripts/bench` (see docs/BENCHMARKS.md). For each database it measures, in one
 //! run: the storage transaction one callback causes, executed directly (the baseline); the relay's
 //! own binary driven over loopback by the simulator at several concurrencies; fan-out to loopback
 //! receivers; and ingest plus the documented report queries with many calls already stored.

@@ -102,7 +102,7 @@ impl Application {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
         let delivering = settings.delivery.enabled && !services.targets.all().is_empty();
         // The delivery worker has connections of its own: a burst of callbacks that holds every
-        // pooled connection would otherwise starve it (BENCHMARKS.md).
+        // pooled connection would otherwise starve it (docs/BENCHMARKS.md).
         let worker_store = delivering.then(|| services.store.with_own_connections(WORKER_CONNECTIONS));
         let worker = worker_store.as_ref().map(|store| {
             let internal: Arc<dyn InternalConsumer> = services.follow_ups.clone();

@@ -7,7 +7,7 @@ use super::DEVELOPMENT_CALLBACK_KEY;
 /// Exact values published in this repository's examples and documentation.
 const PUBLISHED: &[&str] = &[
     DEVELOPMENT_CALLBACK_KEY,
-    // The Standard Webhooks specification's example secret, used in the README and examples.
+    // The Standard Webhooks specification's example secret, used in the documentation and examples.
     "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "whsec_aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ=",
     // The tokens and EncodingAESKeys of the vendor's test vectors (tests/fixtures/vectors).

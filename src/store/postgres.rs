@@ -52,7 +52,7 @@ impl Postgres {
         // Prepared statements switch to a generic plan after five runs, made with the statistics of
         // that moment: on a new database, plans for empty tables, kept while the tables grow.
         // Custom plans cost a little planning per statement and made ingest on a fresh database
-        // 1.5× faster, with a third of the tail latency (BENCHMARKS.md).
+        // 1.5× faster, with a third of the tail latency (docs/BENCHMARKS.md).
         let options =
             PgConnectOptions::from_str(settings.url.expose())?.options([("plan_cache_mode", "force_custom_plan")]);
         let postgres = Postgres {

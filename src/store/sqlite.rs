@@ -3,7 +3,7 @@
 //!
 //! SQLite takes one writer at a time. Writers that find the lock taken poll for it in SQLite's
 //! busy handler, sleeping in growing steps: under concurrency some wait far longer than the lock
-//! is held (a p99 of 185 ms at 16 concurrent callbacks, see BENCHMARKS.md). So every write goes
+//! is held (a p99 of 185 ms at 16 concurrent callbacks, see docs/BENCHMARKS.md). So every write goes
 //! through one connection, and writers queue for it in arrival order; reads use the others (WAL
 //! lets them run beside the writer). Since the writes are one at a time anyway, callbacks that
 //! arrive while one is being committed are stored together in the next commit: one fsync for the

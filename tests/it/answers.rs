@@ -1,4 +1,4 @@
-//! Every row of the README's answers table, over real HTTP, with what each leaves in storage.
+//! Every row of the answers table of docs/HTTP.md, over real HTTP, with what each leaves in storage.
 
 use crate::common;
 use tanyi_relay::domain::InboxStatus;

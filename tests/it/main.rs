@@ -11,6 +11,7 @@ mod api_signature;
 mod cli;
 mod crypto_vectors;
 mod deploy;
+mod docs;
 mod encrypted;
 mod fanout;
 mod followup;

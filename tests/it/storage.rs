@@ -299,7 +299,7 @@ async fn a_group_commit_stores_each_callback_and_undoes_a_failing_one_alone() {
 
 #[tokio::test]
 async fn postgres_plans_each_statement_for_its_own_parameters() {
-    // A generic plan made while the tables were empty made ingest 1.5× slower (BENCHMARKS.md).
+    // A generic plan made while the tables were empty made ingest 1.5× slower (docs/BENCHMARKS.md).
     for db in databases().await {
         let app = TestApp::spawn(&db).await;
         if app.store.backend() == tanyi_relay::config::DatabaseBackend::Postgres {
