@@ -29,7 +29,7 @@ pub(super) async fn purge_periodically(store: Store, retention: RetentionSetting
 /// however often and by however many the metrics are scraped.
 pub(super) const QUEUE_FIGURES_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Keeps the metrics' queue and connection figures current.
+/// Keeps the metrics' queue figures current.
 pub(super) async fn refresh_queue_figures(
     store: Store,
     metrics: Metrics,
@@ -43,7 +43,6 @@ pub(super) async fn refresh_queue_figures(
             Ok(stats) => metrics.set_queues(&names, &stats, now),
             Err(e) => tracing::debug!(error = %e, "metrics: queue figures not refreshed; the database does not answer"),
         }
-        metrics.set_pool_usage(store.pool_usage());
         tokio::select! {
             _ = tokio::time::sleep(QUEUE_FIGURES_INTERVAL) => {}
             _ = stop.changed() => {}

@@ -239,7 +239,7 @@ fn router(settings: &Settings, services: &Services, draining: Arc<AtomicBool>) -
     }
     if settings.metrics.enabled {
         let token = settings.admin.token.clone().filter(|_| settings.metrics.require_admin_token);
-        routes = routes.merge(server::metrics_route(services.metrics.clone(), token));
+        routes = routes.merge(server::metrics_route(services.metrics.clone(), services.store.clone(), token));
     }
     server::with_middleware(routes, settings.server.max_concurrent_requests)
 }

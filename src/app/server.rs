@@ -23,6 +23,7 @@ use crate::admin;
 use crate::ingest::plain_error;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
+use crate::store::Store;
 
 /// Request headers beyond this are refused with 431 before any handler runs (the platform sends a
 /// few hundred bytes). Bodies are streamed and limited separately (`server.body_limit_bytes`).
@@ -105,20 +106,21 @@ async fn limit_concurrency(State(slots): State<Arc<Semaphore>>, request: Request
     next.run(request).await
 }
 
-/// `GET /metrics`: the figures as last set (a scrape never queries the database).
-pub(super) fn metrics_route(metrics: Metrics, token: Option<Secret>) -> Router {
-    Router::new().route("/metrics", get(render_metrics)).with_state((metrics, token))
+/// `GET /metrics`: the figures as last set, and the connection counts as they are now (read from
+/// the pool, not the database: a scrape never queries it).
+pub(super) fn metrics_route(metrics: Metrics, store: Store, token: Option<Secret>) -> Router {
+    Router::new().route("/metrics", get(render_metrics)).with_state((metrics, store, token))
 }
 
-async fn render_metrics(State((metrics, token)): State<(Metrics, Option<Secret>)>, headers: HeaderMap) -> Response {
+type MetricsState = (Metrics, Store, Option<Secret>);
+
+async fn render_metrics(State((metrics, store, token)): State<MetricsState>, headers: HeaderMap) -> Response {
     if token.as_ref().is_some_and(|token| !admin::bearer_matches(token, &headers)) {
         return plain_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
     }
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        metrics.render(),
-    )
-        .into_response()
+    metrics.set_pool_usage(store.pool_usage());
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], metrics.render()).into_response()
 }
 
 const REQUEST_ID: &str = "x-request-id";

@@ -127,12 +127,14 @@ async fn metrics_move_as_callbacks_and_deliveries_happen() {
             assert_eq!(response.status().as_u16(), 200);
             response.text().await.unwrap()
         };
+        // Queue figures are read by a background task every few seconds, never by a scrape.
         let mut text = scrape().await;
-        for _ in 0..100 {
-            if text.contains(r#"tanyi_relay_deliveries_total{target="crm",outcome="delivered"} 1"#) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(30)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !(text.contains(r#"tanyi_relay_deliveries_total{target="crm",outcome="delivered"} 1"#)
+            && text.contains(r#"tanyi_relay_queue_pending{target="crm"} 0"#))
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
             text = scrape().await;
         }
         let callbacks = |data_type: &str, outcome: &str, account: &str| {
