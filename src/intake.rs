@@ -32,6 +32,7 @@ impl IntakeError {
             IntakeError::Parse(ParseError::NotJson(_)) => "invalid_json",
             IntakeError::Parse(ParseError::BadEnvelope(_)) => "invalid_envelope",
             IntakeError::Parse(ParseError::BadField { .. }) => "invalid_field",
+            IntakeError::Parse(ParseError::TooLarge { .. }) => "too_large_field",
             IntakeError::Storage(_) => "storage_unavailable",
         }
     }

@@ -15,7 +15,8 @@ use crate::store::{Cutoffs, Store};
 pub(super) async fn purge_periodically(store: Store, retention: RetentionSettings, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         match store.purge(&Cutoffs::at(&retention, chrono::Utc::now())).await {
-            Ok(report) => tracing::debug!(?report, "retention applied"),
+            Ok(Some(report)) => tracing::debug!(?report, "retention applied"),
+            Ok(None) => tracing::debug!("retention skipped: another replica is applying it"),
             Err(e) => tracing::warn!(error = %e, "retention could not run; trying again later"),
         }
         tokio::select! {

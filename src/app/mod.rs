@@ -5,6 +5,7 @@
 //! port 0 through the same path as `serve`.
 
 mod background;
+mod connections;
 mod server;
 
 use std::future::Future;
@@ -29,6 +30,7 @@ use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::probes::{self, Probes};
 use crate::store::{Store, StoreError};
+use connections::ConnectionLimits;
 
 /// Everything the relay's work is made of, built once from the settings.
 #[derive(Clone)]
@@ -67,7 +69,7 @@ impl Services {
 pub struct Application {
     listener: TcpListener,
     draining: Arc<AtomicBool>,
-    header_timeout: Duration,
+    limits: ConnectionLimits,
     drain: Duration,
     shutdown_timeout: Duration,
     router: Router,
@@ -100,6 +102,14 @@ impl Application {
         }
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+        let limits = ConnectionLimits {
+            header_timeout: settings.server.header_timeout,
+            idle_timeout: settings.server.idle_timeout,
+            max_connections: connections::effective_max_connections(
+                settings.server.max_connections,
+                connections::raise_file_limit(),
+            ),
+        };
         let delivering = settings.delivery.enabled && !services.targets.all().is_empty();
         // The delivery worker has connections of its own: a burst of callbacks that holds every
         // pooled connection would otherwise starve it (docs/BENCHMARKS.md).
@@ -123,7 +133,7 @@ impl Application {
         let draining = Arc::new(AtomicBool::new(false));
         Ok(Self {
             listener,
-            header_timeout: settings.server.header_timeout,
+            limits,
             drain: settings.server.drain,
             shutdown_timeout: settings.server.shutdown_timeout,
             router: router(settings, &services, draining.clone()),
@@ -190,8 +200,7 @@ impl Application {
             tracing::info!(drain_secs = drain.as_secs(), "shutdown begun: draining");
             tokio::time::sleep(drain).await;
         };
-        let mut server =
-            tokio::spawn(server::serve_connections(self.listener, self.router, self.header_timeout, graceful));
+        let mut server = tokio::spawn(connections::serve(self.listener, self.router, self.limits, graceful));
         let ended_early = tokio::select! {
             _ = shutdown_begun => None,
             result = &mut server => Some(result),
@@ -225,21 +234,16 @@ impl Application {
 
 /// Every route `serve` answers: callbacks, probes, the admin API (with a token) and metrics.
 fn router(settings: &Settings, services: &Services, draining: Arc<AtomicBool>) -> Router {
-    let ingest_state = IngestState {
-        accounts: services.accounts.clone(),
-        intake: services.intake.clone(),
-        body_limit: settings.server.body_limit_bytes,
-        body_timeout: settings.server.body_timeout,
-    };
+    let ingest_state = IngestState::new(&settings.server, services.accounts.clone(), services.intake.clone());
     let probes = Probes { store: services.store.clone(), draining };
     let mut routes = ingest::routes(ingest_state).merge(probes::routes(probes));
     if let Some(token) = &settings.admin.token {
         let admin = AdminState { token: token.clone(), store: services.store.clone(), wake: services.wake.clone() };
-        routes = routes.merge(admin::routes(admin));
+        routes = routes.merge(server::limited(admin::routes(admin), server::ADMIN_CONCURRENCY));
     }
     if settings.metrics.enabled {
         let token = settings.admin.token.clone().filter(|_| settings.metrics.require_admin_token);
         routes = routes.merge(server::metrics_route(services.metrics.clone(), services.store.clone(), token));
     }
-    server::with_middleware(routes, settings.server.max_concurrent_requests)
+    server::with_middleware(routes)
 }

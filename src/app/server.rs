@@ -1,8 +1,6 @@
-//! The HTTP side of `serve`: accepting connections and the router with its middleware.
+//! The router's middleware and the metrics route.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -10,11 +8,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -25,56 +18,11 @@ use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::Store;
 
-/// Request headers beyond this are refused with 431 before any handler runs (the platform sends a
-/// few hundred bytes). Bodies are streamed and limited separately (`server.body_limit_bytes`).
-const MAX_HEADER_BYTES: usize = 64 * 1024;
-
-/// Accepts connections until `shutdown`, then lets the open ones finish their requests. Served with
-/// hyper's own builder rather than `axum::serve` for one reason: a timer, so that a client that
-/// trickles its request headers is disconnected after `header_timeout`.
-pub(super) async fn serve_connections(
-    listener: TcpListener,
-    router: Router,
-    header_timeout: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let mut builder = ConnectionBuilder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_HEADER_BYTES);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait a little rather than spin.
-                        tracing::warn!(error = %e, "could not accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
-}
-
 /// Around every route: request ids, a span per request (the path only: the query string carries
-/// the callback key), the concurrency limit, and JSON answers for unknown paths and methods.
-pub(super) fn with_middleware(routes: Router, max_concurrent_requests: usize) -> Router {
+/// the callback key), and JSON answers for unknown paths and methods. No concurrency limit here:
+/// the probes and metrics must answer whatever else is going on; callbacks and the admin API have
+/// their own limits.
+pub(super) fn with_middleware(routes: Router) -> Router {
     routes
         .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -89,12 +37,18 @@ pub(super) fn with_middleware(routes: Router, max_concurrent_requests: usize) ->
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(middleware::from_fn_with_state(Arc::new(Semaphore::new(max_concurrent_requests)), limit_concurrency))
         .layer(middleware::from_fn(request_id))
 }
 
-/// Beyond the configured number of requests at once, answer 503 at once instead of queueing: the
-/// platform retries, and the relay stays responsive for the requests it has.
+/// Admin requests handled at once (each may read many rows).
+pub(super) const ADMIN_CONCURRENCY: usize = 8;
+
+/// Bounds the requests of `routes` handled at once: beyond the limit the answer is 503 at once
+/// instead of queueing.
+pub(super) fn limited(routes: Router, limit: usize) -> Router {
+    routes.layer(middleware::from_fn_with_state(Arc::new(Semaphore::new(limit)), limit_concurrency))
+}
+
 async fn limit_concurrency(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
     let Ok(_slot) = slots.try_acquire() else {
         tracing::warn!("overloaded: refusing a request");

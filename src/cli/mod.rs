@@ -279,7 +279,10 @@ async fn purge(config: Option<PathBuf>) -> anyhow::Result<()> {
     let store = Store::connect(&settings.database).await?;
     let report = store.purge(&crate::store::Cutoffs::at(&settings.retention, chrono::Utc::now())).await;
     store.close().await;
-    println!("{}", serde_json::to_string(&report?)?);
+    match report? {
+        Some(report) => println!("{}", serde_json::to_string(&report)?),
+        None => println!("{}", serde_json::json!({ "skipped": "another replica is applying retention now" })),
+    }
     Ok(())
 }
 

@@ -57,7 +57,13 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// Authenticated callbacks handled at once.
     pub max_concurrent_requests: usize,
+    /// Requests read before they can be authenticated (encrypted-mode bodies), at once.
+    pub max_unauthenticated_requests: usize,
+    pub unauthenticated_body_timeout: Duration,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
     pub drain: Duration,
     pub shutdown_timeout: Duration,
 }
@@ -295,6 +301,10 @@ fn parse_server(raw: raw::RawServer, problems: &mut Problems) -> Option<ServerSe
         ("server.header_timeout_ms", raw.header_timeout_ms),
         ("server.body_timeout_ms", raw.body_timeout_ms),
         ("server.max_concurrent_requests", raw.max_concurrent_requests as u64),
+        ("server.max_unauthenticated_requests", raw.max_unauthenticated_requests as u64),
+        ("server.unauthenticated_body_timeout_ms", raw.unauthenticated_body_timeout_ms),
+        ("server.max_connections", raw.max_connections as u64),
+        ("server.idle_timeout_ms", raw.idle_timeout_ms),
         ("server.body_limit_bytes", raw.body_limit_bytes as u64),
     ] {
         if value == 0 {
@@ -317,6 +327,10 @@ fn parse_server(raw: raw::RawServer, problems: &mut Problems) -> Option<ServerSe
         header_timeout: Duration::from_millis(raw.header_timeout_ms),
         body_timeout: Duration::from_millis(raw.body_timeout_ms),
         max_concurrent_requests: raw.max_concurrent_requests,
+        max_unauthenticated_requests: raw.max_unauthenticated_requests,
+        unauthenticated_body_timeout: Duration::from_millis(raw.unauthenticated_body_timeout_ms),
+        max_connections: raw.max_connections,
+        idle_timeout: Duration::from_millis(raw.idle_timeout_ms),
         drain: Duration::from_secs(raw.drain_secs),
         shutdown_timeout: Duration::from_secs(raw.shutdown_timeout_secs),
     })

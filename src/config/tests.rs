@@ -228,3 +228,19 @@ fn production_refuses_every_public_example_secret() {
         assert!(text.contains(&format!("{expected}: is a public example value")), "{expected} missing from {text}");
     }
 }
+
+#[test]
+fn the_platform_api_needs_https_except_on_this_machine() {
+    let api = |url: &str| {
+        format!(
+            "[[accounts]]\nname = \"acme\"\ncallback_key = \"acme-callback-key-0001\"\n[accounts.api]\nbase_url = \"{url}\"\n\
+             app_key = \"k\"\napp_secret = \"s\"\ntenant_sign = \"t\"\n"
+        )
+    };
+    for url in ["https://openapi.tanyibot.com", "http://127.0.0.1:9090", "http://localhost:9090", "http://[::1]:9090"] {
+        let f = file(&api(url));
+        assert!(Settings::from_sources(Some(f.path()), env(&[])).is_ok(), "{url}");
+    }
+    let text = invalid(&api("http://openapi.tanyibot.com"), &[]);
+    assert!(text.contains("accounts[0].api.base_url: `http://openapi.tanyibot.com` must be an https URL"), "{text}");
+}

@@ -11,8 +11,11 @@ use crate::platform::crypto::CryptoError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("unknown account")]
+    /// Answered exactly as `Unauthorized`: a caller cannot tell a wrong account from a wrong key.
+    #[error("missing or wrong callback credentials")]
     UnknownAccount,
+    #[error("too many requests at once; retry")]
+    Overloaded,
     #[error("missing or wrong callback credentials")]
     Unauthorized,
     #[error("body is larger than {limit} bytes")]
@@ -25,6 +28,10 @@ pub enum IngestError {
     InvalidSignature,
     #[error("query parameter `{0}` is missing")]
     MissingParameter(&'static str),
+    #[error("the timestamp of a URL check must be within 5 minutes of now")]
+    StaleTimestamp,
+    #[error("echostr is not a URL check: {0}")]
+    InvalidEchostr(&'static str),
     #[error("the XML body is unusable: {0}")]
     MalformedXml(String),
     #[error(transparent)]
@@ -42,16 +49,20 @@ impl From<crate::store::StoreError> for IngestError {
 impl IngestError {
     pub fn status(&self) -> StatusCode {
         match self {
-            IngestError::UnknownAccount => StatusCode::NOT_FOUND,
-            IngestError::Unauthorized => StatusCode::UNAUTHORIZED,
+            IngestError::UnknownAccount | IngestError::Unauthorized => StatusCode::UNAUTHORIZED,
+            IngestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
             IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => StatusCode::UNAUTHORIZED,
-            IngestError::MissingParameter(_) | IngestError::MalformedXml(_) | IngestError::Crypto(_) => {
-                StatusCode::BAD_REQUEST
+            IngestError::MissingParameter(_)
+            | IngestError::StaleTimestamp
+            | IngestError::InvalidEchostr(_)
+            | IngestError::MalformedXml(_)
+            | IngestError::Crypto(_) => StatusCode::BAD_REQUEST,
+            IngestError::Intake(IntakeError::Parse(ParseError::BadField { .. } | ParseError::TooLarge { .. })) => {
+                StatusCode::UNPROCESSABLE_ENTITY
             }
-            IngestError::Intake(IntakeError::Parse(ParseError::BadField { .. })) => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::Intake(IntakeError::Parse(_)) => StatusCode::BAD_REQUEST,
             IngestError::Intake(IntakeError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -60,13 +71,15 @@ impl IngestError {
     /// Stable, documented codes: integrators match on these, never on messages.
     pub fn code(&self) -> &'static str {
         match self {
-            IngestError::UnknownAccount => "unknown_account",
-            IngestError::Unauthorized => "unauthorized",
+            IngestError::UnknownAccount | IngestError::Unauthorized => "unauthorized",
+            IngestError::Overloaded => "overloaded",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::BodyUnreadable => "unreadable_body",
             IngestError::BodyTimeout => "body_timeout",
             IngestError::InvalidSignature | IngestError::Crypto(CryptoError::BadSignature) => "invalid_signature",
             IngestError::MissingParameter(_) => "missing_parameter",
+            IngestError::StaleTimestamp => "stale_timestamp",
+            IngestError::InvalidEchostr(_) => "invalid_echostr",
             IngestError::MalformedXml(_) => "malformed_xml",
             IngestError::Crypto(CryptoError::Undecryptable(_)) => "undecryptable",
             IngestError::Crypto(CryptoError::ReceiveIdMismatch) => "receive_id_mismatch",
@@ -83,10 +96,17 @@ impl IntoResponse for IngestError {
             other => other.to_string(),
         };
         let mut body = json!({ "error": self.code(), "message": message });
-        if let IngestError::Intake(IntakeError::Parse(ParseError::BadField { field, .. })) = &self {
+        if let IngestError::Intake(IntakeError::Parse(
+            ParseError::BadField { field, .. } | ParseError::TooLarge { field, .. },
+        )) = &self
+        {
             body["field"] = json!(field);
         }
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if matches!(self, IngestError::Overloaded) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -13,9 +13,16 @@ use axum::routing::post;
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+pub use encrypted::{MAX_ECHOSTR_CHARS, MAX_ECHO_BYTES, URL_CHECK_WINDOW_SECS};
 pub use error::{plain_error, IngestError};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::account::{Account, Accounts};
+use crate::config::ServerSettings;
 use crate::domain::Source;
 use crate::intake::Intake;
 use crate::metrics::CallbackOutcome;
@@ -29,7 +36,42 @@ pub struct IngestState {
     pub accounts: Accounts,
     pub intake: Intake,
     pub body_limit: usize,
-    pub body_timeout: std::time::Duration,
+    pub body_timeout: Duration,
+    pub unauthenticated_body_timeout: Duration,
+    /// Authenticated callbacks being handled: the budget of real traffic.
+    authenticated: Arc<Semaphore>,
+    /// Requests whose body must be read before they can be authenticated: a budget of their own,
+    /// so that a flood of them never takes the slots of authenticated traffic.
+    unauthenticated: Arc<Semaphore>,
+}
+
+impl IngestState {
+    pub fn new(server: &ServerSettings, accounts: Accounts, intake: Intake) -> IngestState {
+        IngestState {
+            accounts,
+            intake,
+            body_limit: server.body_limit_bytes,
+            body_timeout: server.body_timeout,
+            unauthenticated_body_timeout: server.unauthenticated_body_timeout,
+            authenticated: Arc::new(Semaphore::new(server.max_concurrent_requests)),
+            unauthenticated: Arc::new(Semaphore::new(server.max_unauthenticated_requests)),
+        }
+    }
+
+    /// A slot of authenticated work, or `Overloaded` at once (the platform retries).
+    fn authenticated_slot(&self) -> Result<OwnedSemaphorePermit, IngestError> {
+        self.authenticated.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!("overloaded: refusing an authenticated callback");
+            IngestError::Overloaded
+        })
+    }
+
+    fn unauthenticated_slot(&self) -> Result<OwnedSemaphorePermit, IngestError> {
+        self.unauthenticated.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!("overloaded: refusing a request that is not yet authenticated");
+            IngestError::Overloaded
+        })
+    }
 }
 
 pub fn routes(state: IngestState) -> Router {
@@ -75,11 +117,14 @@ async fn authenticate_and_accept(
             "callback refused: no valid key");
         return Err(IngestError::Unauthorized);
     }
+    let _slot = state.authenticated_slot()?;
     let body = read_body(headers, body, state.body_limit, state.body_timeout).await?;
     state.intake.accept(account, &body, Source::Push).await?;
     Ok(ack())
 }
 
+/// An unknown account is answered as a wrong key is: from outside the two look the same (the log
+/// says which).
 fn find_account<'a>(state: &'a IngestState, name: &str) -> Result<&'a Account, IngestError> {
     state.accounts.get(name).ok_or_else(|| {
         tracing::warn!(account = %loggable(name), "callback refused: unknown account");
@@ -97,12 +142,7 @@ fn text(body: String) -> Response {
 
 /// Reads at most `limit` bytes within `timeout`. A declared length over the limit is refused before
 /// reading. Only the reading is timed: once the body is here, storing it is never cut short.
-pub async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    timeout: std::time::Duration,
-) -> Result<Bytes, IngestError> {
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, timeout: Duration) -> Result<Bytes, IngestError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {

@@ -4,13 +4,18 @@
 //! kept in `extra`, and enum-like strings (result status, intent level, speaker) are kept verbatim,
 //! because the platform adds values over time and an unknown value is data, not an error.
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Utc};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::localtime::parse_platform_time;
+
+/// Platform times outside these years are refused: no call happened before 1970, none is planned
+/// after 2200, and both databases store every time in between.
+pub const EARLIEST_YEAR: i32 = 1970;
+pub const LATEST_YEAR: i32 = 2200;
 
 pub const CALL_RECORD: &str = "ROBOT_CALL_RECORD";
 pub const JOB_COMPLETED: &str = "ROBOT_CALL_JOB";
@@ -148,12 +153,17 @@ pub enum ParseError {
     BadEnvelope(String),
     #[error("{field}: {reason}")]
     BadField { field: String, reason: String },
+    /// Over one of the caps of `limits`.
+    #[error("{field}: {reason}")]
+    TooLarge { field: String, reason: String },
 }
 
 /// Parses a callback body. `offset` is the account's UTC offset, used for the platform's zoneless
 /// local times.
 pub fn parse_callback(body: &[u8], offset: FixedOffset) -> Result<Callback, ParseError> {
+    super::limits::check_value_count(body)?;
     let mut envelope: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    super::limits::check_sizes(&envelope)?;
     let content_sha256 = canonical_sha256(&envelope);
     // Postgres text and jsonb cannot hold NUL; the raw body (kept as bytes) still has it.
     strip_nul(&mut envelope);
@@ -240,10 +250,17 @@ fn parse_call_record(data: Map<String, Value>, offset: FixedOffset) -> Result<Ca
     let time = |field: &str, text: Option<String>| -> Result<Option<DateTime<Utc>>, ParseError> {
         match text.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
-            Some(text) => parse_platform_time(text, offset).map(Some).ok_or_else(|| ParseError::BadField {
-                field: format!("data.{field}"),
-                reason: "expected a time like 2018-10-12 18:46:55".into(),
-            }),
+            Some(text) => match parse_platform_time(text, offset) {
+                Some(time) if (EARLIEST_YEAR..=LATEST_YEAR).contains(&time.year()) => Ok(Some(time)),
+                Some(_) => Err(ParseError::BadField {
+                    field: format!("data.{field}"),
+                    reason: format!("outside the years {EARLIEST_YEAR} to {LATEST_YEAR}"),
+                }),
+                None => Err(ParseError::BadField {
+                    field: format!("data.{field}"),
+                    reason: "expected a time like 2018-10-12 18:46:55".into(),
+                }),
+            },
         }
     };
     let start_time = time("startTime", wire.start_time)?;
@@ -568,6 +585,17 @@ mod tests {
         assert_eq!(call.chat_duration, Some(37));
         assert_eq!(call.robot_call_job_id, Some(i64::MAX));
         assert_eq!(field_error(r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1.5}}"#), "data.callRecordId");
+    }
+
+    #[test]
+    fn times_outside_the_sane_years_are_a_field_problem() {
+        for time in ["-5000-01-01 00:00:00", "1969-12-31 23:00:00", "2201-06-01 00:00:00"] {
+            let body =
+                format!(r#"{{"dataType":"ROBOT_CALL_RECORD","data":{{"callRecordId":1,"startTime":"{time}"}}}}"#);
+            assert_eq!(field_error(&body), "data.startTime", "{time}");
+        }
+        let ok = r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":1,"startTime":"2200-12-31 23:59:59"}}"#;
+        assert!(parse(ok).is_ok());
     }
 
     #[test]

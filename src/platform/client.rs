@@ -105,7 +105,8 @@ pub struct PlatformClient {
 impl PlatformClient {
     pub fn new(settings: &ApiSettings) -> PlatformClient {
         let http = reqwest::Client::builder()
-            .user_agent(concat!("tanyi-relay/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the signature headers somewhere the account did not name.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds with static settings");
         PlatformClient {
@@ -246,8 +247,9 @@ impl PlatformClient {
         }
         .timeout(self.timeout)
         .query(query)
+        // Only what the vendor's client sends: the tenant sign is inside the signature, never a
+        // header of its own.
         .header("appKey", self.app_key.expose())
-        .header("tenantSign", self.tenant_sign.expose())
         .header("version", &self.version)
         .header("timestamp", &timestamp)
         .header("signature", signature)

@@ -169,14 +169,27 @@ impl CallbackCrypto {
         nonce: &str,
         encrypt: &str,
     ) -> Result<String, CryptoError> {
-        let signed = encodings_of(encrypt)
+        let signed = self.verify(msg_signature, timestamp, nonce, encrypt)?;
+        self.decrypt(&signed)
+    }
+
+    /// Verifies `msg_signature` only, and returns the ciphertext text it covers (as received, or
+    /// percent-decoded once or twice).
+    pub fn verify(
+        &self,
+        msg_signature: &str,
+        timestamp: &str,
+        nonce: &str,
+        encrypt: &str,
+    ) -> Result<String, CryptoError> {
+        encodings_of(encrypt)
             .into_iter()
             .find(|candidate| {
                 let expected = self.signature(timestamp, nonce, candidate);
                 bool::from(expected.as_bytes().ct_eq(msg_signature.as_bytes()))
             })
-            .ok_or(CryptoError::BadSignature)?;
-        self.decrypt(&signed)
+            .map(|candidate| candidate.into_owned())
+            .ok_or(CryptoError::BadSignature)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod callback;
 pub mod client;
 pub mod crypto;
+pub mod limits;
 pub mod localtime;
 pub mod signing;
 pub mod xml;

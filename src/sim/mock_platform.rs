@@ -51,6 +51,8 @@ pub struct MockPlatform {
     registered: Arc<Mutex<Option<Value>>>,
     /// How many signed requests were served (tests check rate and paging).
     requests: Arc<Mutex<u64>>,
+    /// The header names of the last request (tests check what a client sends).
+    last_headers: Arc<Mutex<Vec<String>>>,
     /// Intent levels corrected by a person, by call record id.
     corrections: Arc<Mutex<std::collections::HashMap<i64, String>>>,
 }
@@ -61,6 +63,7 @@ impl MockPlatform {
             config: Arc::new(config),
             registered: Arc::default(),
             requests: Arc::default(),
+            last_headers: Arc::default(),
             corrections: Arc::default(),
         }
     }
@@ -71,6 +74,11 @@ impl MockPlatform {
 
     pub fn requests_served(&self) -> u64 {
         *self.requests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The header names of the last request served, lowercase and sorted.
+    pub fn last_request_headers(&self) -> Vec<String> {
+        self.last_headers.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// A person corrects a call's intent level on the platform (shows in `callDetail`).
@@ -148,6 +156,9 @@ impl MockPlatform {
     /// timestamp and version. `None` when it holds.
     fn refuse(&self, headers: &HeaderMap) -> Option<Json<Value>> {
         *self.requests.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let mut names: Vec<String> = headers.keys().map(|k| k.as_str().to_owned()).collect();
+        names.sort();
+        *self.last_headers.lock().unwrap_or_else(|p| p.into_inner()) = names;
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let expected = rest_signature(
             &self.config.app_key,

@@ -10,9 +10,26 @@ pub struct AdHoc<'a> {
     store: &'a Store,
 }
 
-/// Connections taken out of the store's pool until this is dropped (a test of pool exhaustion).
-pub struct HeldConnections {
-    _held: Vec<Box<dyn std::any::Any + Send>>,
+/// Connections taken out of the store's pool until this is dropped (a test of pool exhaustion, or
+/// of a session lock held by another replica).
+pub enum HeldConnections {
+    Postgres(Vec<sqlx::pool::PoolConnection<sqlx::Postgres>>),
+    Sqlite(Vec<sqlx::pool::PoolConnection<sqlx::Sqlite>>),
+}
+
+impl HeldConnections {
+    /// Runs `sql` on the first held connection.
+    pub async fn execute(&mut self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            HeldConnections::Postgres(held) => {
+                sqlx::raw_sql(sql).execute(&mut *held[0]).await?;
+            }
+            HeldConnections::Sqlite(held) => {
+                sqlx::raw_sql(sql).execute(&mut *held[0]).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<'a> AdHoc<'a> {
@@ -48,14 +65,22 @@ impl<'a> AdHoc<'a> {
 
     /// Takes every connection of the pool that serves callbacks (Postgres), until dropped.
     pub async fn hold_every_connection(&self, connections: u32) -> Result<HeldConnections, StoreError> {
-        let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
-        for _ in 0..connections {
-            match &self.store.backend {
-                Backend::Postgres(pg) => held.push(Box::new(pg.pool.acquire().await?)),
-                Backend::Sqlite(lite) => held.push(Box::new(lite.readers.acquire().await?)),
+        Ok(match &self.store.backend {
+            Backend::Postgres(pg) => {
+                let mut held = Vec::new();
+                for _ in 0..connections {
+                    held.push(pg.pool.acquire().await?);
+                }
+                HeldConnections::Postgres(held)
             }
-        }
-        Ok(HeldConnections { _held: held })
+            Backend::Sqlite(lite) => {
+                let mut held = Vec::new();
+                for _ in 0..connections {
+                    held.push(lite.readers.acquire().await?);
+                }
+                HeldConnections::Sqlite(held)
+            }
+        })
     }
 }
 

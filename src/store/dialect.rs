@@ -11,6 +11,9 @@ pub(super) struct Dialect {
     pub lock_head: &'static str,
     /// Run inside a transaction that adds or revives deliveries; `None`: no other process listens.
     pub notify: Option<&'static str>,
+    /// Taking and releasing the lock that lets one replica purge at a time; `None`: one writer
+    /// anyway.
+    pub purge_lock: Option<(&'static str, &'static str)>,
 }
 
 /// The Postgres channel on which a commit that adds deliveries wakes every replica's worker.
@@ -22,10 +25,15 @@ pub(super) const POSTGRES: Dialect = Dialect {
     // Not SKIP LOCKED: a second replica must wait for the head, never skip past it.
     lock_head: "FOR UPDATE",
     notify: Some("SELECT pg_notify('tanyi_relay_deliveries', '')"),
+    // Keyed on the schema: relays that share a server but not a schema do not block each other.
+    purge_lock: Some((
+        "SELECT pg_try_advisory_lock(hashtext('tanyi-relay purge ' || current_schema()))",
+        "SELECT pg_advisory_unlock(hashtext('tanyi-relay purge ' || current_schema()))",
+    )),
 };
 
 /// SQLite has one writer at a time, so an `UPDATE … WHERE id IN (SELECT …)` is already atomic.
 /// Write transactions take the write lock up front (IMMEDIATE): one that read first and then tried
 /// to write while another connection writes would fail at once with SQLITE_BUSY instead of waiting.
 pub(super) const SQLITE: Dialect =
-    Dialect { begin_write: "BEGIN IMMEDIATE", skip_locked: "", lock_head: "", notify: None };
+    Dialect { begin_write: "BEGIN IMMEDIATE", skip_locked: "", lock_head: "", notify: None, purge_lock: None };

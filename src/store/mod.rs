@@ -30,6 +30,7 @@ use tokio::sync::watch;
 pub use adhoc::{AdHoc, HeldConnections};
 pub use error::StoreError;
 pub use intake::{storable_now, PendingCallback, Recorded};
+pub use retention::PURGE_BATCH;
 pub use rows::{
     AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, Cutoffs, DeliveryFilter, DeliveryRow, Enrichment, EventFilter,
     EventRow, InboxEntry, PurgeReport, QueueStats, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,

@@ -5,6 +5,9 @@ use chrono::{DateTime, Utc};
 use super::{run, Cutoffs, PurgeReport, Store, StoreError};
 use crate::config::RetentionSettings;
 
+/// Rows a purge removes per transaction.
+pub const PURGE_BATCH: i64 = 1000;
+
 impl Cutoffs {
     /// The cutoffs the settings give at `now` (a day count of 0 keeps everything).
     pub fn at(settings: &RetentionSettings, now: DateTime<Utc>) -> Cutoffs {
@@ -18,8 +21,9 @@ impl Cutoffs {
 }
 
 impl Store {
-    /// Removes what retention says is old enough; see `Cutoffs`.
-    pub async fn purge(&self, cutoffs: &Cutoffs) -> Result<PurgeReport, StoreError> {
+    /// Removes what retention says is old enough (see `Cutoffs`), in batches. `None`: another
+    /// replica is purging right now (Postgres), so this one did nothing.
+    pub async fn purge(&self, cutoffs: &Cutoffs) -> Result<Option<PurgeReport>, StoreError> {
         run!(self, write, retention::purge(cutoffs))
     }
 }

@@ -7,10 +7,18 @@ use common::{assert_acked, assert_error, databases, sample, TestApp, ACCOUNT, KE
 use serde_json::json;
 
 #[tokio::test]
-async fn unknown_account_is_404_and_nothing_is_stored() {
+async fn an_unknown_account_is_answered_as_a_wrong_key_is_and_nothing_is_stored() {
     for db in databases().await {
         let app = TestApp::spawn(&db).await;
-        assert_error(app.post_as("nobody", KEY, sample("call_record.json")).await, 404, "unknown_account").await;
+        let unknown =
+            assert_error(app.post_as("nobody", KEY, sample("call_record.json")).await, 401, "unauthorized").await;
+        let wrong_key = assert_error(
+            app.post_as(ACCOUNT, "wrong-key-000000000", sample("call_record.json")).await,
+            401,
+            "unauthorized",
+        )
+        .await;
+        assert_eq!(unknown, wrong_key, "from outside, a wrong account and a wrong key look the same");
         assert!(app.store.inbox("nobody").await.unwrap().is_empty(), "{:?}", db.backend);
         app.stop().await;
     }
@@ -222,4 +230,41 @@ async fn a_client_that_trickles_its_headers_is_disconnected() {
     // Still serving everyone else.
     assert_acked(app.post(sample("job_completed.json")).await).await;
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_callback_over_a_cap_is_422_and_kept_raw_as_rejected() {
+    use tanyi_relay::platform::limits::{MAX_ARRAY_ITEMS, MAX_SMS_MESSAGES};
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        let turns: Vec<serde_json::Value> =
+            (0..=MAX_ARRAY_ITEMS).map(|i| json!({"type": "ROBOT", "text": i})).collect();
+        let too_many_turns =
+            json!({"dataType": "ROBOT_CALL_RECORD", "data": {"callRecordId": 5, "callDetailList": turns}});
+        let empty_turns = format!(
+            r#"{{"dataType":"ROBOT_CALL_RECORD","data":{{"callRecordId":6,"callDetailList":[{}]}}}}"#,
+            vec!["{}"; 300_000].join(",")
+        );
+        let messages = vec![json!({"msg": "hi"}); MAX_SMS_MESSAGES + 1];
+        let sms = json!({"dataType": "ROBOT_CALL_SMS", "data": {"callRecordId": 7, "msgList": messages}});
+        for (body, field) in [
+            (too_many_turns.to_string(), "data.callDetailList"),
+            (empty_turns, "data"),
+            (sms.to_string(), "data.msgList"),
+        ] {
+            let answer = assert_error(app.post(body.clone()).await, 422, "too_large_field").await;
+            assert_eq!(answer["field"], field, "{:?}", db.backend);
+            let inbox = app.store.inbox(ACCOUNT).await.unwrap();
+            let kept = inbox.iter().find(|e| e.body.as_deref() == Some(body.as_bytes()));
+            assert!(kept.is_some_and(|e| e.status == InboxStatus::Rejected), "{:?}: {field} not kept", db.backend);
+        }
+        for id in [5, 6] {
+            assert!(app.store.call_record(ACCOUNT, id).await.unwrap().is_none(), "nothing stored in part");
+        }
+        let far =
+            json!({"dataType": "ROBOT_CALL_RECORD", "data": {"callRecordId": 8, "startTime": "-5000-01-01 00:00:00"}});
+        let answer = assert_error(app.post(far.to_string()).await, 422, "invalid_field").await;
+        assert_eq!(answer["field"], "data.startTime");
+        app.stop().await;
+    }
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use common::{assert_acked, assert_error, databases, Backend, TestApp};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use tanyi_relay::ingest::{MAX_ECHOSTR_CHARS, MAX_ECHO_BYTES};
 use tanyi_relay::platform::callback::{parse_callback, Event, ParseError};
 use tanyi_relay::platform::crypto::CallbackCrypto;
 use vectors::{answer, Answer};
@@ -68,6 +69,11 @@ fn signed_url(app: &TestApp, account: &str, signature: &str, timestamp: &str, no
     )
 }
 
+/// Whether a decrypted text is what a URL check may echo (short, and not a callback).
+fn is_url_check_text(plaintext: &str) -> bool {
+    plaintext.len() <= MAX_ECHO_BYTES && !matches!(plaintext.trim_start().chars().next(), Some('{' | '['))
+}
+
 /// The answer the plain path gives to a decrypted plaintext, and the inbox status it leaves.
 fn outcome_for_plaintext(plaintext: &str) -> (u16, &'static str) {
     match parse_callback(plaintext.as_bytes(), chrono::FixedOffset::east_opt(8 * 3600).unwrap()) {
@@ -83,23 +89,63 @@ fn status_for_plaintext(plaintext: &str) -> u16 {
 }
 
 #[tokio::test]
-async fn the_url_check_answers_every_vectors_decrypted_echostr() {
+async fn the_url_check_answers_a_live_echostr_and_never_decrypts_a_callback() {
     let accounts = accounts();
     let db = common::sqlite().await;
     let app = spawn(&db, &accounts).await;
+    let now = chrono::Utc::now().timestamp_millis().to_string();
     for v in vectors::positive() {
         let account = &accounts.names[&(v.token.clone(), v.encoding_aes_key.clone(), v.receive_id.clone())];
-        // Percent-encoded once as a URL must be, and once more as the vendor's demo sends it.
-        for echostr in [enc(&v.encrypt), enc(&v.encrypt_urlencoded)] {
-            let url =
-                format!("{}&echostr={echostr}", signed_url(&app, account, &v.msg_signature, &v.timestamp, &v.nonce));
+        let crypto = CallbackCrypto::new(&v.token, &v.encoding_aes_key, &v.receive_id).unwrap();
+        // The vector's own signature and timestamp: a captured check, long past.
+        let stale = format!(
+            "{}&echostr={}",
+            signed_url(&app, account, &v.msg_signature, &v.timestamp, &v.nonce),
+            enc(&v.encrypt)
+        );
+        let stale = app.client.get(stale).send().await.unwrap();
+        let too_long = v.encrypt.chars().count() > MAX_ECHOSTR_CHARS;
+        assert_error(stale, 400, if too_long { "invalid_echostr" } else { "stale_timestamp" }).await;
+        // Signed now, percent-encoded once as a URL must be, and once more as the vendor's demo
+        // sends it: a URL check's text is echoed; a callback's never is.
+        let signature = crypto.signature(&now, &v.nonce, &v.encrypt);
+        for sent in [&v.encrypt, &v.encrypt_urlencoded] {
+            let url = format!("{}&echostr={}", signed_url(&app, account, &signature, &now, &v.nonce), enc(sent));
             let response = app.client.get(url).send().await.unwrap();
-            assert_eq!(response.status().as_u16(), 200, "{}", v.name);
-            assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
-            assert_eq!(response.text().await.unwrap(), v.plaintext, "{}", v.name);
+            if is_url_check_text(&v.plaintext) && sent.chars().count() <= MAX_ECHOSTR_CHARS {
+                assert_eq!(response.status().as_u16(), 200, "{}", v.name);
+                assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+                assert_eq!(response.text().await.unwrap(), v.plaintext, "{}", v.name);
+            } else {
+                let body = assert_error(response, 400, "invalid_echostr").await;
+                let start: String = v.plaintext.chars().take(12).collect();
+                assert!(!body.to_string().contains(&start), "{}: leaked", v.name);
+            }
         }
     }
     assert!(app.store.inbox("enc0").await.unwrap().is_empty(), "a URL check stores nothing");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_captured_encrypted_post_replayed_as_a_url_check_is_not_decrypted() {
+    let accounts = accounts();
+    let db = common::sqlite().await;
+    let app = spawn(&db, &accounts).await;
+    // A short callback (decrypted, it would fit an echo) and a long one (its text is too long).
+    for name in ["robot_call_job_completed", "robot_call_record_chinese"] {
+        let v = vectors::positive().into_iter().find(|v| v.name == name).unwrap();
+        let account = &accounts.names[&(v.token.clone(), v.encoding_aes_key.clone(), v.receive_id.clone())];
+        let crypto = CallbackCrypto::new(&v.token, &v.encoding_aes_key, &v.receive_id).unwrap();
+        // A POST the platform sent a minute ago, as a proxy log would have kept it.
+        let timestamp = (chrono::Utc::now().timestamp_millis() - 60_000).to_string();
+        let sealed = crypto.seal(&v.plaintext, &timestamp, "1234567", b"0123456789abcdef");
+        let post = signed_url(&app, account, &sealed.msg_signature, &sealed.timestamp, &sealed.nonce);
+        assert_acked(app.client.post(&post).body(sealed.xml.clone()).send().await.unwrap()).await;
+        let replayed = format!("{post}&echostr={}", enc(&sealed.encrypt));
+        let body = assert_error(app.client.get(replayed).send().await.unwrap(), 400, "invalid_echostr").await;
+        assert!(!body.to_string().contains("dataType"), "{name}: the callback was decrypted: {body}");
+    }
     app.stop().await;
 }
 
@@ -155,7 +201,18 @@ async fn every_refused_or_tolerated_input_gets_its_answer_over_http() {
             let before = app.store.inbox(account).await.unwrap();
             let response = match (&input.xml, &input.echostr) {
                 (Some(xml), _) => app.client.post(url).body(xml.clone()).send().await.unwrap(),
+                (None, Some(echostr)) if expected == Answer::BadSignature || echostr.len() > MAX_ECHOSTR_CHARS => {
+                    app.client.get(format!("{url}&echostr={}", enc(echostr))).send().await.unwrap()
+                }
                 (None, Some(echostr)) => {
+                    // A URL check is live: as captured, its timestamp is refused; signed now, it
+                    // gets the answer its text deserves.
+                    let stale = app.client.get(format!("{url}&echostr={}", enc(echostr))).send().await.unwrap();
+                    assert_error(stale, 400, "stale_timestamp").await;
+                    let crypto = CallbackCrypto::new(&input.token, &input.encoding_aes_key, &input.receive_id).unwrap();
+                    let now = chrono::Utc::now().timestamp().to_string();
+                    let signature = crypto.signature(&now, &input.nonce, echostr);
+                    let url = signed_url(&app, account, &signature, &now, &input.nonce);
                     app.client.get(format!("{url}&echostr={}", enc(echostr))).send().await.unwrap()
                 }
                 _ => unreachable!("every input has a body or an echostr"),
@@ -163,12 +220,18 @@ async fn every_refused_or_tolerated_input_gets_its_answer_over_http() {
             let ctx = format!("{} on {:?}", input.name, db.backend);
             let after_len = |inbox: &Vec<_>| inbox.len();
             match &expected {
-                Answer::Accepted(plaintext) if input.xml.is_none() => {
+                Answer::Accepted(plaintext) if input.xml.is_none() && is_url_check_text(plaintext) => {
                     assert_eq!(response.status().as_u16(), 200, "{ctx}");
                     assert_eq!(&response.text().await.unwrap(), plaintext, "{ctx}");
                 }
+                Answer::Accepted(_) if input.xml.is_none() => {
+                    assert_error(response, 400, "invalid_echostr").await;
+                }
                 Answer::Accepted(plaintext) => {
                     assert_eq!(response.status().as_u16(), status_for_plaintext(plaintext), "{ctx}")
+                }
+                Answer::BadSignature if input.echostr.as_ref().is_some_and(|e| e.len() > MAX_ECHOSTR_CHARS) => {
+                    assert_error(response, 400, "invalid_echostr").await;
                 }
                 Answer::BadSignature => {
                     assert_error(response, 401, "invalid_signature").await;

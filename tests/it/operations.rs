@@ -148,7 +148,7 @@ async fn metrics_move_as_callbacks_and_deliveries_happen() {
         assert_eq!(callbacks("ROBOT_CALL_RECORD", "stored", "acme"), 1.0, "{:?}", db.backend);
         assert_eq!(callbacks("ROBOT_CALL_RECORD", "duplicate", "acme"), 1.0);
         assert_eq!(callbacks("-", "unauthorized", "acme"), 1.0);
-        assert_eq!(callbacks("-", "unknown_account", "-"), 1.0, "a caller's account name never becomes a label");
+        assert_eq!(callbacks("-", "unauthorized", "-"), 1.0, "a caller's account name never becomes a label");
         assert_eq!(callbacks("-", "invalid_json", "acme"), 1.0);
         assert!(!text.contains("attacker-chosen-name"));
         assert_eq!(metric(&text, r#"tanyi_relay_deliveries_total{target="crm",outcome="delivered"}"#), 1.0);

@@ -115,3 +115,24 @@ async fn the_per_account_request_rate_is_respected() {
     let took = started.elapsed();
     assert!(took >= std::time::Duration::from_millis(480), "6 requests at 10/s took only {took:?}");
 }
+
+#[tokio::test]
+async fn the_client_sends_only_the_vendors_headers_and_follows_no_redirect() {
+    let (platform, base) = mock(vec![(43, 3)]).await;
+    let api = client(&platform, &base, None);
+    api.get_job_detail(43).await.unwrap();
+    assert_eq!(platform.last_request_headers(), ["accept", "appkey", "host", "signature", "timestamp", "version"]);
+    // A platform address that redirects elsewhere: the signed request is not repeated there.
+    let elsewhere = platform.requests_served();
+    let redirector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirect_base = format!("http://{}", redirector.local_addr().unwrap());
+    let target = format!("{base}/apiOpen/v1/job/getJobDetail?robotCallJobId=43");
+    let app = axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move { (axum::http::StatusCode::FOUND, [(axum::http::header::LOCATION, target)]) }
+    });
+    tokio::spawn(async move { axum::serve(redirector, app).await });
+    let redirected = client(&platform, &redirect_base, None).get_job_detail(43).await;
+    assert!(matches!(redirected, Err(ApiError::Http(302))), "{redirected:?}");
+    assert_eq!(platform.requests_served(), elsewhere, "the redirect was followed");
+}
