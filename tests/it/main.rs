@@ -9,6 +9,7 @@ mod admin;
 mod answers;
 mod api_signature;
 mod cli;
+mod connections;
 mod crypto_vectors;
 mod deploy;
 mod docs;
