@@ -380,7 +380,7 @@ impl Bench {
         let settings = Settings::from_sources(Some(&config), HashMap::new()).expect("bench settings");
         let store = Store::connect(&settings.database).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let targets = Targets::new(&settings.targets, &settings.accounts);
+        let targets = Targets::new(&settings.targets, &settings.accounts, settings.delivery.internal_timeout);
         let offset = Accounts::new(&settings.accounts).get(ACCOUNT).expect("the bench account").utc_offset;
         let bodies: Vec<String> = simulate::campaign(&self.campaign(concurrency, None, String::new()))
             .into_iter()

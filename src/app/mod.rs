@@ -53,7 +53,7 @@ impl Services {
 
     pub fn with_store(settings: &Settings, store: Store) -> Services {
         let accounts = Accounts::new(&settings.accounts);
-        let targets = Targets::new(&settings.targets, &settings.accounts);
+        let targets = Targets::new(&settings.targets, &settings.accounts, settings.delivery.internal_timeout);
         let wake = Wake::new(&targets);
         let metrics = Metrics::new();
         let intake = Intake::new(store.clone(), targets.clone(), wake.clone(), metrics.clone());

@@ -98,6 +98,8 @@ pub struct DeliverySettings {
     pub lease: Duration,
     pub poll_interval: Duration,
     pub retry_after_cap: Duration,
+    /// The longest one piece of internal work (a reconciliation, an enrichment) may take.
+    pub internal_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -261,14 +263,16 @@ impl Settings {
             delivery_days: raw.retention.delivery_days,
             interval: Duration::from_secs(raw.retention.interval_secs),
         };
-        if raw.delivery.poll_interval_ms == 0 || raw.delivery.lease_secs == 0 {
-            problems.add("delivery", "lease_secs and poll_interval_ms must be greater than 0");
+        if raw.delivery.poll_interval_ms == 0 || raw.delivery.lease_secs == 0 || raw.delivery.internal_timeout_secs == 0
+        {
+            problems.add("delivery", "lease_secs, poll_interval_ms and internal_timeout_secs must be greater than 0");
         }
         let delivery = DeliverySettings {
             enabled: raw.delivery.enabled,
             lease: Duration::from_secs(raw.delivery.lease_secs),
             poll_interval: Duration::from_millis(raw.delivery.poll_interval_ms),
             retry_after_cap: Duration::from_secs(raw.delivery.retry_after_cap_secs),
+            internal_timeout: Duration::from_secs(raw.delivery.internal_timeout_secs),
         };
         if !problems.0.is_empty() {
             return Err(ConfigError::Invalid(problems.0));

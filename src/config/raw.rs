@@ -114,6 +114,7 @@ pub struct RawDelivery {
     pub lease_secs: u64,
     pub poll_interval_ms: u64,
     pub retry_after_cap_secs: u64,
+    pub internal_timeout_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -82,25 +82,29 @@ impl From<&TargetSettings> for Target {
 }
 
 impl Target {
-    /// The reconciler of one account: wants that account's job completions.
-    pub fn reconciler(account: &str) -> Target {
-        Target::internal(
+    /// The reconciler of one account: wants that account's job completions. One reconciliation
+    /// may take up to `timeout` (paging a large job takes a while; the lease follows from it).
+    pub fn reconciler(account: &str, timeout: Duration) -> Target {
+        let mut target = Target::internal(
             format!("reconcile.{account}"),
             TargetKind::Reconcile { account: account.to_owned() },
             account,
             EventType::JobCompleted,
-        )
+        );
+        target.timeout = timeout;
+        target
     }
 
-    /// The enricher of one account: wants that account's new calls.
-    pub fn enricher(account: &str) -> Target {
+    /// The enricher of one account: wants that account's new calls (one detail each, so at most a
+    /// minute).
+    pub fn enricher(account: &str, timeout: Duration) -> Target {
         let mut target = Target::internal(
             format!("enrich.{account}"),
             TargetKind::Enrich { account: account.to_owned() },
             account,
             EventType::CallFinished,
         );
-        target.timeout = Duration::from_secs(60);
+        target.timeout = timeout.min(Duration::from_secs(60));
         target.max_in_flight = 4;
         target
     }
@@ -116,7 +120,6 @@ impl Target {
             intent_levels: Vec::new(),
             result_statuses: Vec::new(),
             headers: HeaderMap::new(),
-            // Paging a large job takes a while; the lease follows from this.
             timeout: Duration::from_secs(600),
             retry: RetryPolicy::from_secs(&[30.0, 120.0, 600.0, 1800.0, 3600.0], 12, 28.0 * 3600.0),
             max_in_flight: 2,
@@ -150,11 +153,15 @@ impl Target {
 pub struct Targets(Arc<Vec<Target>>);
 
 impl Targets {
-    /// The configured webhooks, plus the internal follow-up targets the accounts ask for.
-    pub fn new(settings: &[TargetSettings], accounts: &[Account]) -> Targets {
+    /// The configured webhooks, plus the internal follow-up targets the accounts ask for, whose
+    /// work may take up to `internal_timeout` each.
+    pub fn new(settings: &[TargetSettings], accounts: &[Account], internal_timeout: Duration) -> Targets {
         let webhooks = settings.iter().map(Target::from);
-        let reconcilers = accounts.iter().filter(|a| a.reconcile_on_job_completed).map(|a| Target::reconciler(&a.name));
-        let enrichers = accounts.iter().filter(|a| a.enrich_calls).map(|a| Target::enricher(&a.name));
+        let reconcilers = accounts
+            .iter()
+            .filter(|a| a.reconcile_on_job_completed)
+            .map(|a| Target::reconciler(&a.name, internal_timeout));
+        let enrichers = accounts.iter().filter(|a| a.enrich_calls).map(|a| Target::enricher(&a.name, internal_timeout));
         Targets(Arc::new(webhooks.chain(reconcilers).chain(enrichers).collect()))
     }
 

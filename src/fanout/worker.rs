@@ -278,12 +278,15 @@ impl DeliveryWorker {
             }
             wanted
         };
+        let lease = lease_of(&self.settings, target);
+        let wanted = match target.min_interval {
+            Some(interval) => wanted.min(self.sendable_within(state, lease, interval, held).await),
+            None => wanted,
+        };
         if wanted == 0 {
             return Ok(0);
         }
         let now = Utc::now();
-        // A claimed delivery may wait for a slot (at most one send) before its own send.
-        let lease = self.settings.lease.max(2 * target.timeout + Duration::from_secs(30));
         let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(60));
         let claimed = self
             .store
@@ -306,6 +309,22 @@ impl DeliveryWorker {
             });
         }
         Ok(count)
+    }
+
+    /// How many more deliveries a rate-limited target can send before a claim made now lapses
+    /// (the send's own timeout included), given the rate slots already taken and the deliveries
+    /// already held: a claim is never held longer than its lease, or another worker would send it
+    /// too.
+    async fn sendable_within(&self, state: &TargetState, lease: Duration, interval: Duration, held: usize) -> usize {
+        let now = Instant::now();
+        let first = (*state.next_send.lock().await).max(now);
+        let Some(budget) = lease.checked_sub(state.target.timeout) else { return 0 };
+        let ready_by = now + budget;
+        if first > ready_by {
+            return 0;
+        }
+        let slots = ((ready_by - first).as_secs_f64() / interval.as_secs_f64()).floor() as usize + 1;
+        slots.saturating_sub(held)
     }
 
     /// Sends one claimed delivery and records the outcome.
@@ -461,7 +480,13 @@ impl DeliveryWorker {
         let started_at = Utc::now();
         let clock = Instant::now();
         let result = match (&self.internal, Task::of(target, delivery)) {
-            (Some(consumer), Ok(task)) => consumer.consume(&task, stop).await,
+            // Within the target's timeout, as for a webhook: its lease is made for that long.
+            (Some(consumer), Ok(task)) => {
+                match tokio::time::timeout(target.timeout, consumer.consume(&task, stop)).await {
+                    Ok(consumed) => consumed,
+                    Err(_) => Consumed::Failed(format!("not done within {} s", target.timeout.as_secs())),
+                }
+            }
             (None, _) => Consumed::Failed("no internal consumer is running".to_owned()),
             (_, Err(problem)) => Consumed::Failed(problem),
         };
@@ -501,6 +526,13 @@ struct Sent {
     snippet: Option<String>,
     started_at: DateTime<Utc>,
     latency: Duration,
+}
+
+/// How long a claim of `target` lasts: the configured lease, and never less than two sends (one
+/// waited for, one made) plus a margin.
+fn lease_of(settings: &DeliverySettings, target: &Target) -> Duration {
+    let margin = settings.lease.min(Duration::from_secs(30));
+    settings.lease.max(2 * target.timeout + margin)
 }
 
 /// `Retry-After` as seconds or as an HTTP date.

@@ -256,6 +256,30 @@ async fn the_rate_limit_holds() {
 }
 
 #[tokio::test]
+async fn a_rate_limited_target_gets_each_event_once_however_short_the_lease() {
+    for db in databases().await {
+        let crm = Receiver::start(Behaviour::Accept).await;
+        let config =
+            format!("{ACCOUNTS_TOML}\n{}", target("crm", &crm, "max_requests_per_second = 8\ntimeout_ms = 50"));
+        // A lease of about a second: far shorter than the 1.5 s that 12 deliveries take at 8 a second.
+        let overrides = [("TANYI_RELAY__DELIVERY__POLL_INTERVAL_MS", "50"), ("TANYI_RELAY__DELIVERY__LEASE_SECS", "1")];
+        let app =
+            TestApp::spawn_settings(db.backend, common::settings_with_accounts(&db.url, &config, &overrides)).await;
+        for id in 0..12 {
+            assert_acked(app.post(call(900 + id, "A")).await).await;
+        }
+        crm.wait_delivered(12, Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut ids: Vec<String> = crm.requests().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids.len(), 12, "{:?}: some event was sent twice", db.backend);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 12);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn an_ordered_target_receives_events_in_commit_order_through_failures() {
     for db in databases().await {
         let crm = Receiver::start(Behaviour::FailFirst { count: 3, status: 503, retry_after: None }).await;

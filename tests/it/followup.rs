@@ -253,3 +253,37 @@ async fn the_mock_pushes_what_it_serves_and_reconciliation_recovers_what_it_lost
     crm.wait_delivered(100, Duration::from_secs(10)).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_reconciliation_that_outlasts_its_deadline_is_a_failed_attempt_and_keeps_what_it_stored() {
+    let db = common::sqlite().await;
+    let mut mock = MockConfig::new(13, vec![(JOB, 300)]);
+    mock.page_delay = Duration::from_millis(600);
+    let platform = MockPlatform::new(mock);
+    let base = platform.clone().start("127.0.0.1:0").await.unwrap();
+    let crm = Receiver::start(Behaviour::Accept).await;
+    let overrides =
+        [("TANYI_RELAY__DELIVERY__POLL_INTERVAL_MS", "50"), ("TANYI_RELAY__DELIVERY__INTERNAL_TIMEOUT_SECS", "1")];
+    let settings = common::settings_with_accounts(&db.url, &config(&platform, &base, &crm), &overrides);
+    let app = TestApp::spawn_settings(db.backend, settings).await;
+    assert_acked(app.post(job_completed()).await).await;
+    let reconcile = DeliveryFilter { target: Some("reconcile.acme".into()), ..Default::default() };
+    let start = Instant::now();
+    let attempts = loop {
+        let rows = app.store.deliveries(&reconcile).await.unwrap();
+        let attempts = match rows.first() {
+            Some(row) => app.store.delivery_attempts(row.id).await.unwrap(),
+            None => Vec::new(),
+        };
+        if !attempts.is_empty() {
+            break attempts;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no attempt was recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(attempts[0].error.as_deref(), Some("not done within 1 s"));
+    assert!(start.elapsed() < Duration::from_secs(5), "the deadline did not hold");
+    let kept = stored_calls(&app.store, 300).await;
+    assert!(kept > 0 && kept < 300, "what was stored before the deadline stays ({kept})");
+    app.stop().await;
+}
