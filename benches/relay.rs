@@ -341,9 +341,9 @@ impl Bench {
         }
     }
 
-    fn config(&self, database: &Database, listen: &str, receivers: &[String]) -> PathBuf {
+    fn config(&self, database: &Database, listen: &str, metrics: &str, receivers: &[String]) -> PathBuf {
         let mut toml = format!(
-            "[server]\nlisten = \"{listen}\"\n[database]\nurl = \"{}\"\n\
+            "[server]\nlisten = \"{listen}\"\n[metrics]\nlisten = \"{metrics}\"\n[database]\nurl = \"{}\"\n\
              [[accounts]]\nname = \"{ACCOUNT}\"\ncallback_key = \"{KEY}\"\nutc_offset = \"+08:00\"\n",
             database.url
         );
@@ -376,7 +376,7 @@ impl Bench {
     /// beforehand, no HTTP, no logging.
     async fn baseline(&self, backend: Backend, concurrency: usize) -> Measured {
         let database = self.fresh_database(backend).await;
-        let config = self.config(&database, "127.0.0.1:0", &[]);
+        let config = self.config(&database, "127.0.0.1:0", "127.0.0.1:0", &[]);
         let settings = Settings::from_sources(Some(&config), HashMap::new()).expect("bench settings");
         let store = Store::connect(&settings.database).await.expect("connect");
         store.migrate().await.expect("migrate");
@@ -441,9 +441,11 @@ impl Bench {
     }
 
     async fn start_relay(&self, database: &Database, receivers: &[String]) -> Relay {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let free =
+            || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let (port, metrics_port) = (free(), free());
         let listen = format!("127.0.0.1:{port}");
-        let config = self.config(database, &listen, receivers);
+        let config = self.config(database, &listen, &format!("127.0.0.1:{metrics_port}"), receivers);
         let log = std::fs::File::create(self.work.path().join(format!("relay-{port}.log"))).expect("log file");
         let child = Command::new(&self.relay)
             .arg("serve")
@@ -453,7 +455,12 @@ impl Bench {
             .stderr(log)
             .spawn()
             .expect("start the relay");
-        let relay = Relay { child, base: format!("http://{listen}"), clock_ticks: self.clock_ticks };
+        let relay = Relay {
+            child,
+            base: format!("http://{listen}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            clock_ticks: self.clock_ticks,
+        };
         let client = reqwest::Client::builder().no_proxy().build().expect("client");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -487,8 +494,7 @@ impl Bench {
         let mut relay = self.start_relay(&database, &urls).await;
         let sampling = Arc::new(AtomicI64::new(0));
         let sampler = {
-            let (metrics, receivers, max_in_use) =
-                (format!("{}/metrics", relay.base), receivers.clone(), sampling.clone());
+            let (metrics, receivers, max_in_use) = (relay.metrics.clone(), receivers.clone(), sampling.clone());
             tokio::spawn(async move {
                 let client = reqwest::Client::builder().no_proxy().build().expect("client");
                 let mut max_in_flight = 0;
@@ -555,7 +561,7 @@ impl Bench {
     /// Ingest and the documented report queries with `rows` calls already stored.
     async fn scale(&self, backend: Backend, rows: u64, small: &Measured) -> String {
         let database = self.fresh_database(backend).await;
-        let config = self.config(&database, "127.0.0.1:0", &[]);
+        let config = self.config(&database, "127.0.0.1:0", "127.0.0.1:0", &[]);
         let settings = Settings::from_sources(Some(&config), HashMap::new()).expect("bench settings");
         let store = Store::connect(&settings.database).await.expect("connect");
         store.migrate().await.expect("migrate");
@@ -643,6 +649,8 @@ fn summary_start(summary: &Summary, ended: SystemTime) -> SystemTime {
 struct Relay {
     child: Child,
     base: String,
+    /// `/metrics`, on its own port.
+    metrics: String,
     clock_ticks: f64,
 }
 

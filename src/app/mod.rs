@@ -68,6 +68,8 @@ impl Services {
 
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics`, on a port of its own.
+    metrics: Option<(TcpListener, Router)>,
     draining: Arc<AtomicBool>,
     limits: ConnectionLimits,
     drain: Duration,
@@ -131,8 +133,19 @@ impl Application {
             .filter_map(|a| a.reconcile_interval.map(|every| (a.name.clone(), every)))
             .collect();
         let draining = Arc::new(AtomicBool::new(false));
+        let metrics = match settings.metrics.enabled {
+            true => {
+                let addr = settings.metrics.listen;
+                let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+                let token = settings.admin.token.clone().filter(|_| settings.metrics.require_admin_token);
+                let routes = server::metrics_route(services.metrics.clone(), services.store.clone(), token);
+                Some((listener, server::with_middleware(routes)))
+            }
+            false => None,
+        };
         Ok(Self {
             listener,
+            metrics,
             limits,
             drain: settings.server.drain,
             shutdown_timeout: settings.server.shutdown_timeout,
@@ -148,6 +161,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(listener, _)| listener.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn services(&self) -> &Services {
@@ -200,6 +218,19 @@ impl Application {
             tracing::info!(drain_secs = drain.as_secs(), "shutdown begun: draining");
             tokio::time::sleep(drain).await;
         };
+        if let Some((listener, router)) = self.metrics {
+            // A handful of scrapers at most; the same deadlines as the public port.
+            let limits = ConnectionLimits { max_connections: METRICS_CONNECTIONS, ..self.limits };
+            let mut stopped = workers_stopped.clone();
+            background.spawn(async move {
+                let stop = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                if let Err(e) = connections::serve(listener, router, limits, stop).await {
+                    tracing::warn!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
         let mut server = tokio::spawn(connections::serve(self.listener, self.router, self.limits, graceful));
         let ended_early = tokio::select! {
             _ = shutdown_begun => None,
@@ -232,7 +263,10 @@ impl Application {
     }
 }
 
-/// Every route `serve` answers: callbacks, probes, the admin API (with a token) and metrics.
+/// Connections the metrics listener keeps at most.
+const METRICS_CONNECTIONS: usize = 32;
+
+/// Every route the public port answers: callbacks, probes and the admin API (with a token).
 fn router(settings: &Settings, services: &Services, draining: Arc<AtomicBool>) -> Router {
     let ingest_state = IngestState::new(&settings.server, services.accounts.clone(), services.intake.clone());
     let probes = Probes { store: services.store.clone(), draining };
@@ -240,10 +274,6 @@ fn router(settings: &Settings, services: &Services, draining: Arc<AtomicBool>) -
     if let Some(token) = &settings.admin.token {
         let admin = AdminState { token: token.clone(), store: services.store.clone(), wake: services.wake.clone() };
         routes = routes.merge(server::limited(admin::routes(admin), server::ADMIN_CONCURRENCY));
-    }
-    if settings.metrics.enabled {
-        let token = settings.admin.token.clone().filter(|_| settings.metrics.require_admin_token);
-        routes = routes.merge(server::metrics_route(services.metrics.clone(), services.store.clone(), token));
     }
     server::with_middleware(routes)
 }

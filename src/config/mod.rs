@@ -123,6 +123,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct MetricsSettings {
     pub enabled: bool,
+    /// Where `/metrics` is served: never on the public callback port.
+    pub listen: SocketAddr,
     pub require_admin_token: bool,
 }
 
@@ -249,8 +251,15 @@ impl Settings {
                 token => context.secret(&mut problems, "admin.token", token, 16),
             },
         };
-        let metrics =
-            MetricsSettings { enabled: raw.metrics.enabled, require_admin_token: raw.metrics.require_admin_token };
+        let metrics_listen = raw.metrics.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.add("metrics.listen", format!("`{}` is not an address like 127.0.0.1:9464", raw.metrics.listen));
+            SocketAddr::from(([127, 0, 0, 1], 9464))
+        });
+        let metrics = MetricsSettings {
+            enabled: raw.metrics.enabled,
+            listen: metrics_listen,
+            require_admin_token: raw.metrics.require_admin_token,
+        };
         if metrics.require_admin_token && admin.token.is_none() {
             problems.add("metrics.require_admin_token", "needs admin.token");
         }

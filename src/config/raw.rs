@@ -179,6 +179,7 @@ pub struct RawTelemetry {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub enabled: bool,
+    pub listen: String,
     pub require_admin_token: bool,
 }
 

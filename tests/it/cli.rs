@@ -97,6 +97,7 @@ fn start_serve(url: &str, extra_env: &[(&str, &str)]) -> (std::process::Child, S
         .arg("serve")
         .env_remove("TANYI_RELAY_CONFIG")
         .env("TANYI_RELAY__SERVER__LISTEN", "127.0.0.1:0")
+        .env("TANYI_RELAY__METRICS__LISTEN", "127.0.0.1:0")
         .env("TANYI_RELAY__DATABASE__URL", url)
         .env("TANYI_RELAY__TELEMETRY__FORMAT", "json")
         .stdout(std::process::Stdio::null())

@@ -164,6 +164,7 @@ async fn the_relay_raises_its_open_file_limit_to_the_hard_limit() {
     let mut child = std::process::Command::new("sh")
         .args(["-c", "ulimit -S -n 512 && exec \"$0\" serve", env!("CARGO_BIN_EXE_tanyi-relay")])
         .env("TANYI_RELAY__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("TANYI_RELAY__METRICS__LISTEN", "127.0.0.1:0")
         .env("TANYI_RELAY__DATABASE__URL", format!("sqlite://{}", dir.path().join("relay.db").display()))
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -123,7 +123,8 @@ async fn metrics_move_as_callbacks_and_deliveries_happen() {
         app.post_as("attacker-chosen-name", common::KEY, "{}").await;
         app.post("not json").await;
         let scrape = || async {
-            let response = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
+            let response =
+                app.client.get(format!("{}/metrics", app.metrics_base.as_ref().unwrap())).send().await.unwrap();
             assert_eq!(response.status().as_u16(), 200);
             response.text().await.unwrap()
         };
@@ -155,6 +156,8 @@ async fn metrics_move_as_callbacks_and_deliveries_happen() {
         assert_eq!(metric(&text, r#"tanyi_relay_queue_pending{target="crm"}"#), 0.0);
         assert!(metric(&text, "tanyi_relay_ingest_duration_seconds_count") >= 5.0);
         assert!(metric(&text, "tanyi_relay_db_pool_connections") >= 1.0);
+        let public = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
+        assert_eq!(public.status().as_u16(), 404, "metrics on the public callback port");
         app.stop().await;
     }
 }

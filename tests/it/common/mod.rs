@@ -110,6 +110,9 @@ impl Drop for TestDb {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                 runtime.block_on(async {
                     let mut conn = PgConnection::connect(&admin_url).await.ok()?;
+                    // A test that failed may have left its application running, holding locks:
+                    // give up on the schema rather than hang the whole run (and hide the failure).
+                    sqlx::query("SET lock_timeout = '5s'").execute(&mut conn).await.ok()?;
                     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut conn).await.ok()
                 })
             })
@@ -134,6 +137,7 @@ pub fn settings_with_accounts(database_url: &str, accounts_toml: &str, overrides
     std::fs::write(&file, accounts_toml).expect("write test accounts");
     let mut env: HashMap<String, String> = HashMap::from([
         ("TANYI_RELAY__SERVER__LISTEN".into(), "127.0.0.1:0".into()),
+        ("TANYI_RELAY__METRICS__LISTEN".into(), "127.0.0.1:0".into()),
         ("TANYI_RELAY__DATABASE__URL".into(), database_url.to_owned()),
         ("TANYI_RELAY__DATABASE__MAX_CONNECTIONS".into(), "4".into()),
     ]);
@@ -145,6 +149,8 @@ pub fn settings_with_accounts(database_url: &str, accounts_toml: &str, overrides
 
 pub struct TestApp {
     pub base: String,
+    /// Where `/metrics` is served (a port of its own).
+    pub metrics_base: Option<String>,
     pub store: Store,
     pub client: reqwest::Client,
     pub backend: Backend,
@@ -164,12 +170,13 @@ impl TestApp {
     pub async fn spawn_settings(backend: Backend, settings: Settings) -> TestApp {
         let app = Application::build(&settings).await.expect("application starts");
         let base = format!("http://{}", app.local_addr());
+        let metrics_base = app.metrics_addr().map(|addr| format!("http://{addr}"));
         let store = app.store().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
         }));
-        TestApp { base, store, client: client(), backend, stop: Some(stop), server: Some(server) }
+        TestApp { base, metrics_base, store, client: client(), backend, stop: Some(stop), server: Some(server) }
     }
 
     pub fn callback_url(&self, account: &str, key: &str) -> String {

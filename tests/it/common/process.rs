@@ -30,8 +30,11 @@ impl RelayProcess {
     pub async fn start_with_env(dir: &Path, name: &str, config_toml: &str, env: &[(&str, &str)]) -> RelayProcess {
         let port = free_port();
         let config = dir.join(format!("{name}.toml"));
-        std::fs::write(&config, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{config_toml}"))
-            .expect("write config");
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n{config_toml}"),
+        )
+        .expect("write config");
         let mut relay = RelayProcess {
             child: None,
             base: format!("http://127.0.0.1:{port}"),
