@@ -61,6 +61,7 @@ struct Inner {
     queue_pending: Family<TargetLabels, Gauge>,
     queue_dead: Family<TargetLabels, Gauge>,
     queue_oldest_due_seconds: Family<TargetLabels, Gauge>,
+    deliveries_held: Family<TargetLabels, Gauge>,
     pool_connections: Gauge,
     pool_in_use: Gauge,
 }
@@ -101,6 +102,12 @@ impl Metrics {
             "How long the oldest due delivery has been waiting",
             queue_oldest_due_seconds.clone(),
         );
+        let deliveries_held = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "deliveries_held",
+            "Deliveries this replica holds in memory: claimed, and not yet recorded",
+            deliveries_held.clone(),
+        );
         let pool_connections = Gauge::default();
         registry.register("db_pool_connections", "Database connections open", pool_connections.clone());
         let pool_in_use = Gauge::default();
@@ -114,6 +121,7 @@ impl Metrics {
             queue_pending,
             queue_dead,
             queue_oldest_due_seconds,
+            deliveries_held,
             pool_connections,
             pool_in_use,
         }))
@@ -156,6 +164,12 @@ impl Metrics {
             let waited = stats.oldest_due_at.map_or(0, |due| (now - due).num_seconds().max(0));
             self.0.queue_oldest_due_seconds.get_or_create(&labels).set(waited);
         }
+    }
+
+    /// How many deliveries of `target` this replica holds now.
+    pub fn set_held(&self, target: &str, held: usize) {
+        let labels = TargetLabels { target: target.to_owned() };
+        self.0.deliveries_held.get_or_create(&labels).set(held as i64);
     }
 
     /// Sets the connection figures: open, and busy.

@@ -27,6 +27,9 @@ use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, Store, StoreError};
 
 /// How much of a receiver's answer is kept with an attempt.
 const SNIPPET_BYTES: usize = 512;
+/// A target holds at most this many times its `max_in_flight` claimed deliveries in memory: being
+/// sent, waiting for a slot, or being recorded.
+const HELD_WINDOWS: usize = 4;
 /// After this many failures in a row a target is paused as a whole, then probed one delivery at a
 /// time; each failed probe doubles the pause, up to `MAX_PAUSE`.
 const FAILURES_BEFORE_PAUSE: u32 = 5;
@@ -126,7 +129,7 @@ pub struct DeliveryWorker {
 struct TargetState {
     target: Target,
     permits: Arc<Semaphore>,
-    /// Claimed and not finished (handed back at shutdown if still here).
+    /// Claimed and not yet recorded (handed back at shutdown if still here).
     in_flight: Mutex<HashSet<i64>>,
     /// Claimed and not yet answered by the receiver: what the next claim tops up.
     unsent: AtomicUsize,
@@ -220,6 +223,9 @@ impl DeliveryWorker {
         let poll = self.settings.poll_interval;
         let mut sends = JoinSet::new();
         while !*shutdown.borrow() {
+            // A finished send keeps its whole task (the size of its future) until it is joined:
+            // join every finished one each round, not one per round.
+            while sends.try_join_next().is_some() {}
             if let Err(e) = self.claim_and_send(&state, &mut sends, &shutdown).await {
                 tracing::warn!(target = %state.target.name, error = %e, "could not claim deliveries; retrying");
             }
@@ -257,8 +263,12 @@ impl DeliveryWorker {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<usize, StoreError> {
         let target = &state.target;
-        // Waiting for a slot or being sent; those being recorded no longer count.
+        // Waiting for a slot or being sent; those being recorded no longer count here. But all of
+        // them are held in memory, so the whole is capped too: sends that outpace their
+        // recording would otherwise pile up, each with its payload.
         let held = state.unsent.load(Ordering::SeqCst);
+        let recording = lock(&state.in_flight).len().saturating_sub(held);
+        let room = (HELD_WINDOWS * target.max_in_flight).saturating_sub(held + recording);
         let paused_until = lock(&state.health).paused_until;
         let wanted = if let Some(until) = paused_until {
             if Instant::now() < until {
@@ -283,6 +293,7 @@ impl DeliveryWorker {
             Some(interval) => wanted.min(self.sendable_within(state, lease, interval, held).await),
             None => wanted,
         };
+        let wanted = wanted.min(room);
         if wanted == 0 {
             return Ok(0);
         }
@@ -294,7 +305,12 @@ impl DeliveryWorker {
             .await?;
         let count = claimed.len();
         for delivery in claimed {
-            lock(&state.in_flight).insert(delivery.id);
+            let held = {
+                let mut in_flight = lock(&state.in_flight);
+                in_flight.insert(delivery.id);
+                in_flight.len()
+            };
+            self.metrics.set_held(&target.name, held);
             state.unsent.fetch_add(1, Ordering::SeqCst);
             let worker = self.clone();
             let state = state.clone();
@@ -305,7 +321,12 @@ impl DeliveryWorker {
                     Ok(slot) => worker.deliver(&state, &delivery, &stop, slot).await,
                     Err(_) => _ = state.unsent.fetch_sub(1, Ordering::SeqCst),
                 }
-                lock(&state.in_flight).remove(&delivery.id);
+                let held = {
+                    let mut in_flight = lock(&state.in_flight);
+                    in_flight.remove(&delivery.id);
+                    in_flight.len()
+                };
+                worker.metrics.set_held(&state.target.name, held);
             });
         }
         Ok(count)

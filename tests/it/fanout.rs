@@ -475,3 +475,39 @@ async fn on_postgres_deliveries_flow_while_callbacks_hold_every_pooled_connectio
     assert_eq!(rows[0].attempts, 2, "the failed attempt and the one made while the pool was held");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_replica_holds_a_bounded_number_of_deliveries_however_slow_their_recording() {
+    let Some(url) = common::postgres_only("the bound on held deliveries") else { return };
+    let db = common::postgres(&url).await;
+    let crm = Receiver::start(Behaviour::Accept).await;
+    let config = format!("{ACCOUNTS_TOML}\n{}", target("crm", &crm, "max_in_flight = 2"));
+    let quiet = common::settings_with_accounts(&db.url, &config, &[("TANYI_RELAY__DELIVERY__ENABLED", "false")]);
+    let app = TestApp::spawn_settings(db.backend, quiet).await;
+    for id in 0..60 {
+        assert_acked(app.post(call(1000 + id, "A")).await).await;
+    }
+    app.stop().await;
+    // Recording an attempt now waits (its table is locked); claiming and sending do not.
+    let other = tanyi_relay::store::Store::connect(&common::settings(&db, &[]).database).await.unwrap();
+    let mut lock = other.adhoc().hold_every_connection(1).await.unwrap();
+    lock.execute("BEGIN; LOCK TABLE delivery_attempts IN EXCLUSIVE MODE").await.unwrap();
+    let settings =
+        common::settings_with_accounts(&db.url, &config, &[("TANYI_RELAY__DELIVERY__POLL_INTERVAL_MS", "50")]);
+    let app = TestApp::spawn_settings(db.backend, settings).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = app.client.get(format!("{}/metrics", app.metrics_base.as_ref().unwrap())).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    let held: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"tanyi_relay_deliveries_held{target="crm"} "#)?.parse().ok())
+        .unwrap_or(0);
+    let sent = crm.requests().len();
+    assert!(held <= 8 && sent <= 8, "held {held}, sent {sent}: at most four windows of max_in_flight = 2");
+    assert!(held > 0, "nothing was claimed");
+    lock.execute("COMMIT").await.unwrap();
+    drop(lock);
+    crm.wait_delivered(60, Duration::from_secs(20)).await;
+    other.close().await;
+    app.stop().await;
+}
