@@ -24,7 +24,7 @@ fn defaults_run_on_sqlite_with_the_development_account() {
     let settings = Settings::from_sources(None, env(&[])).expect("defaults are valid");
     assert_eq!(settings.database.url.expose(), "sqlite://data/tanyi-relay.db");
     assert_eq!(settings.database.backend, DatabaseBackend::Sqlite);
-    assert_eq!(settings.server.body_limit_bytes, 1024 * 1024);
+    assert_eq!(settings.server.body_limit_bytes, 256 * 1024);
     assert_eq!(settings.accounts.len(), 1);
     assert!(settings.accounts[0].uses_development_key());
     assert_eq!(settings.accounts[0].utc_offset, FixedOffset::east_opt(8 * 3600).unwrap());

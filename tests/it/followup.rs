@@ -36,6 +36,15 @@ fn job_completed() -> String {
         .to_string()
 }
 
+/// Waits until every delivery of `filter` has stopped being pending.
+async fn wait_finished(store: &Store, filter: &DeliveryFilter) {
+    let start = Instant::now();
+    while store.deliveries(filter).await.unwrap().iter().any(|d| d.status == DeliveryStatus::Pending) {
+        assert!(start.elapsed() < Duration::from_secs(10), "a delivery stayed pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn stored_calls(store: &Store, calls: u32) -> usize {
     let ids: Vec<i64> = (0..calls).map(|i| call_record_id(JOB, i)).collect();
     store.existing_call_ids(ACCOUNT, &ids).await.unwrap().len()
@@ -195,12 +204,15 @@ async fn enrichment_stores_what_the_push_lacks_and_announces_a_corrected_intent_
         // A person corrects the level on the platform; enriching again announces it, once.
         platform.correct_intent(id, "A");
         let enrich = DeliveryFilter { target: Some("enrich.acme".into()), ..Default::default() };
+        // The attempt is recorded just after the enrichment is stored: replay once it is.
+        wait_finished(&app.store, &enrich).await;
         assert_eq!(app.store.replay(&enrich, chrono::Utc::now()).await.unwrap(), 1);
         let call = wait_enriched(&app.store, id, Some("A")).await;
         assert_eq!(call.real_intent_level_name.as_deref(), Some("较强"));
         let got = crm.wait_delivered(2, Duration::from_secs(5)).await;
         let update = got.iter().find(|r| r.body["type"] == "call.updated").expect("a call.updated");
         assert_eq!(update.body["data"]["extra"]["realIntentLevel"], "A", "{:?}", db.backend);
+        wait_finished(&app.store, &enrich).await;
         assert_eq!(app.store.replay(&enrich, chrono::Utc::now()).await.unwrap(), 1);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(crm.requests().len(), 2, "an unchanged correction is not announced again");
