@@ -142,11 +142,25 @@ impl Connection {
     }
 }
 
-/// The open connections, oldest first, to find one to close when the cap is reached.
+/// The open connections, oldest first, to find one to close when the cap is reached. Admitting
+/// a connection is O(1) (accepting must stay fast under a flood of connects): closed ones are
+/// counted at once and dropped from the list lazily.
 #[derive(Default)]
 struct Registry {
     open: Mutex<VecDeque<Arc<Connection>>>,
     count: AtomicUsize,
+}
+
+/// Backlog of connections the kernel accepts before the relay does (it caps this at
+/// `net.core.somaxconn`): deep enough that a burst of connects does not drop a probe's SYN.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a deep accept backlog.
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// How many of the oldest connections are looked at for an idle one before a new one is refused.
@@ -157,11 +171,19 @@ impl Registry {
     /// connection is busy; the new one is refused.
     fn admit(&self, limit: usize) -> Option<Arc<Connection>> {
         let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        open.retain(|c| !c.closed.load(Ordering::SeqCst));
-        if open.len() >= limit {
+        if open.len() > 2 * limit {
+            // Amortized: happens after as many closes as there are places.
+            open.retain(|c| !c.closed.load(Ordering::SeqCst));
+        }
+        if self.count.load(Ordering::SeqCst) >= limit {
             let mut evicted = false;
-            for _ in 0..EVICTION_CANDIDATES.min(open.len()) {
-                let oldest = open.pop_front().expect("not empty");
+            let mut looked = 0;
+            while looked < EVICTION_CANDIDATES {
+                let Some(oldest) = open.pop_front() else { break };
+                if oldest.closed.load(Ordering::SeqCst) {
+                    continue;
+                }
+                looked += 1;
                 if oldest.is_idle() && !oldest.evicted.load(Ordering::SeqCst) {
                     oldest.evict();
                     evicted = true;
@@ -175,8 +197,13 @@ impl Registry {
         }
         let connection = Connection::new();
         open.push_back(connection.clone());
-        self.count.store(open.len(), Ordering::SeqCst);
+        self.count.fetch_add(1, Ordering::SeqCst);
         Some(connection)
+    }
+
+    fn closed(&self, connection: &Connection) {
+        connection.closed.store(true, Ordering::SeqCst);
+        self.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -224,9 +251,10 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 running.count.fetch_add(1, Ordering::SeqCst);
                 let (builder, router, running, stopping) = (builder.clone(), router.clone(), running.clone(), stopping.clone());
+                let registry = registry.clone();
                 tokio::spawn(async move {
                     drive(builder, stream, router, connection.clone(), limits, stopping).await;
-                    connection.closed.store(true, Ordering::SeqCst);
+                    registry.closed(&connection);
                     if running.count.fetch_sub(1, Ordering::SeqCst) == 1 {
                         running.drained.notify_waiters();
                     }

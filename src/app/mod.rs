@@ -103,7 +103,7 @@ impl Application {
             services.store.migrate().await?;
         }
         let addr = settings.server.listen;
-        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+        let listener = connections::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
         let limits = ConnectionLimits {
             header_timeout: settings.server.header_timeout,
             idle_timeout: settings.server.idle_timeout,
@@ -136,7 +136,7 @@ impl Application {
         let metrics = match settings.metrics.enabled {
             true => {
                 let addr = settings.metrics.listen;
-                let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+                let listener = connections::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
                 let token = settings.admin.token.clone().filter(|_| settings.metrics.require_admin_token);
                 let routes = server::metrics_route(services.metrics.clone(), services.store.clone(), token);
                 Some((listener, server::with_middleware(routes)))

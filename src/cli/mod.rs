@@ -290,6 +290,10 @@ fn check_config(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     println!("configuration is valid");
     println!("listen: {}", settings.server.listen);
+    println!(
+        "memory: at most about {} MiB with these limits (size the container from it)",
+        settings.memory_bound_bytes() >> 20
+    );
     println!("database: {} (url: {})", settings.database.backend.as_str(), settings.database.url.origin());
     if let Some(token) = &settings.admin.token {
         println!("admin token: {}", token.origin());

@@ -34,6 +34,21 @@ const ENV_PREFIX: &str = "TANYI_RELAY";
 pub const ENVIRONMENT_VAR: &str = "TANYI_RELAY_ENV";
 pub const CONFIG_FILE_VAR: &str = "TANYI_RELAY_CONFIG";
 
+/// The process at rest: the runtime, the database pools, the HTTP clients.
+pub const MEMORY_BASELINE_BYTES: u64 = 40 << 20;
+/// An authenticated callback in flight takes at most this many times its body: the body, its
+/// parsed form (at most about 2.5 times, given the caps of `platform::limits`), the inbox copy,
+/// the announced event twice over (created and changed), and the database's encoding.
+pub const CALLBACK_MEMORY_FACTOR: u64 = 10;
+/// A body read before it can be authenticated: the body, its XML text, its ciphertext.
+pub const UNAUTHENTICATED_MEMORY_FACTOR: u64 = 3;
+/// An open connection: its read and write buffers and its task.
+pub const CONNECTION_BYTES: u64 = 16 << 10;
+/// Deliveries a target holds per slot of `max_in_flight` (claimed, sent or being recorded).
+pub const HELD_DELIVERIES_PER_SLOT: usize = 4;
+/// A held delivery: its event's payload, at most about 2.5 times the body it came from.
+pub const DELIVERY_MEMORY_FACTOR: u64 = 3;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -59,8 +74,8 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// Authenticated callbacks handled at once.
     pub max_concurrent_requests: usize,
-    /// Requests read before they can be authenticated (encrypted-mode bodies), at once.
-    pub max_unauthenticated_requests: usize,
+    /// Bytes of bodies read before they can be authenticated (encrypted-mode bodies), at once.
+    pub unauthenticated_body_budget_bytes: usize,
     pub unauthenticated_body_timeout: Duration,
     pub max_connections: usize,
     pub idle_timeout: Duration,
@@ -300,6 +315,21 @@ impl Settings {
         })
     }
 
+    /// An upper bound of the process's memory, from the limits that bound it (docs/OPERATIONS.md,
+    /// "Sizing"): what the runtime and the pools take, plus what each authenticated callback in
+    /// flight (its body, parsed form, event and inbox copy), each unauthenticated body, each open
+    /// connection and each delivery held by a target can take at most. Size the container's memory
+    /// limit from it.
+    pub fn memory_bound_bytes(&self) -> u64 {
+        let body = self.server.body_limit_bytes as u64;
+        let held: u64 = self.targets.iter().map(|t| (HELD_DELIVERIES_PER_SLOT * t.max_in_flight) as u64).sum();
+        MEMORY_BASELINE_BYTES
+            + self.server.max_concurrent_requests as u64 * body * CALLBACK_MEMORY_FACTOR
+            + self.server.unauthenticated_body_budget_bytes as u64 * UNAUTHENTICATED_MEMORY_FACTOR
+            + self.server.max_connections as u64 * CONNECTION_BYTES
+            + held * body * DELIVERY_MEMORY_FACTOR
+    }
+
     /// The base URL callbacks are registered at.
     pub fn public_base_url(&self, bound: SocketAddr) -> String {
         self.server.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
@@ -314,7 +344,7 @@ fn parse_server(raw: raw::RawServer, problems: &mut Problems) -> Option<ServerSe
         ("server.header_timeout_ms", raw.header_timeout_ms),
         ("server.body_timeout_ms", raw.body_timeout_ms),
         ("server.max_concurrent_requests", raw.max_concurrent_requests as u64),
-        ("server.max_unauthenticated_requests", raw.max_unauthenticated_requests as u64),
+        ("server.unauthenticated_body_budget_bytes", raw.unauthenticated_body_budget_bytes as u64),
         ("server.unauthenticated_body_timeout_ms", raw.unauthenticated_body_timeout_ms),
         ("server.max_connections", raw.max_connections as u64),
         ("server.idle_timeout_ms", raw.idle_timeout_ms),
@@ -340,7 +370,7 @@ fn parse_server(raw: raw::RawServer, problems: &mut Problems) -> Option<ServerSe
         header_timeout: Duration::from_millis(raw.header_timeout_ms),
         body_timeout: Duration::from_millis(raw.body_timeout_ms),
         max_concurrent_requests: raw.max_concurrent_requests,
-        max_unauthenticated_requests: raw.max_unauthenticated_requests,
+        unauthenticated_body_budget_bytes: raw.unauthenticated_body_budget_bytes,
         unauthenticated_body_timeout: Duration::from_millis(raw.unauthenticated_body_timeout_ms),
         max_connections: raw.max_connections,
         idle_timeout: Duration::from_millis(raw.idle_timeout_ms),

@@ -34,7 +34,7 @@ pub struct RawServer {
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
     pub max_concurrent_requests: usize,
-    pub max_unauthenticated_requests: usize,
+    pub unauthenticated_body_budget_bytes: usize,
     pub unauthenticated_body_timeout_ms: u64,
     pub max_connections: usize,
     pub idle_timeout_ms: u64,

@@ -28,8 +28,8 @@ use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, Store, StoreError};
 /// How much of a receiver's answer is kept with an attempt.
 const SNIPPET_BYTES: usize = 512;
 /// A target holds at most this many times its `max_in_flight` claimed deliveries in memory: being
-/// sent, waiting for a slot, or being recorded.
-const HELD_WINDOWS: usize = 4;
+/// sent, waiting for a slot, or being recorded (part of the memory bound, see `config`).
+const HELD_WINDOWS: usize = crate::config::HELD_DELIVERIES_PER_SLOT;
 /// After this many failures in a row a target is paused as a whole, then probed one delivery at a
 /// time; each failed probe doubles the pause, up to `MAX_PAUSE`.
 const FAILURES_BEFORE_PAUSE: u32 = 5;

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use percent_encoding::percent_decode;
 
-use super::{ack, find_account, query, read_body, text, IngestError, IngestState};
+use super::{ack, find_account, query, text, IngestError, IngestState};
 use crate::account::Account;
 use crate::domain::Source;
 use crate::platform::crypto::{CallbackCrypto, CryptoError};
@@ -81,8 +81,7 @@ pub(super) async fn receive(
     let (signature, timestamp, nonce) = signed_params(query)?;
     // Until the signature is checked nothing in the body is trusted, so nothing is stored, and the
     // body is read within the smaller budget and shorter deadline of unauthenticated work.
-    let unauthenticated = state.unauthenticated_slot()?;
-    let body = read_body(headers, body, state.body_limit, state.unauthenticated_body_timeout).await?;
+    let (body, unauthenticated) = state.read_unauthenticated_body(headers, body).await?;
     let encrypt = encrypt_text(&whole_body_decoded(&body)).map_err(|e| {
         let problem = loggable(&e.to_string());
         tracing::warn!(account = %account.name, %problem, "encrypted callback refused: unusable XML");

@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use bytes::BytesMut;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 pub use encrypted::{MAX_ECHOSTR_CHARS, MAX_ECHO_BYTES, URL_CHECK_WINDOW_SECS};
@@ -40,9 +41,11 @@ pub struct IngestState {
     pub unauthenticated_body_timeout: Duration,
     /// Authenticated callbacks being handled: the budget of real traffic.
     authenticated: Arc<Semaphore>,
-    /// Requests whose body must be read before they can be authenticated: a budget of their own,
-    /// so that a flood of them never takes the slots of authenticated traffic.
-    unauthenticated: Arc<Semaphore>,
+    /// The bytes of bodies read before they can be authenticated: a budget of their own,
+    /// charged as the bytes arrive, so that a flood of such requests takes neither the slots of
+    /// authenticated traffic nor more memory than this (a body trickled a byte a second costs
+    /// nothing, and real ones of a few kilobytes still get through).
+    unauthenticated_bytes: Arc<Semaphore>,
 }
 
 impl IngestState {
@@ -54,7 +57,7 @@ impl IngestState {
             body_timeout: server.body_timeout,
             unauthenticated_body_timeout: server.unauthenticated_body_timeout,
             authenticated: Arc::new(Semaphore::new(server.max_concurrent_requests)),
-            unauthenticated: Arc::new(Semaphore::new(server.max_unauthenticated_requests)),
+            unauthenticated_bytes: Arc::new(Semaphore::new(server.unauthenticated_body_budget_bytes)),
         }
     }
 
@@ -66,11 +69,43 @@ impl IngestState {
         })
     }
 
-    fn unauthenticated_slot(&self) -> Result<OwnedSemaphorePermit, IngestError> {
-        self.unauthenticated.clone().try_acquire_owned().map_err(|_| {
-            tracing::warn!("overloaded: refusing a request that is not yet authenticated");
-            IngestError::Overloaded
-        })
+    /// Reads a body that authenticates itself (encrypted mode), within the unauthenticated budget
+    /// and deadline. The budget's share is held until the returned permit is dropped.
+    async fn read_unauthenticated_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), IngestError> {
+        check_declared_length(headers, self.body_limit)?;
+        let (limit, budget) = (self.body_limit, self.unauthenticated_bytes.clone());
+        let read = async move {
+            let mut body = body;
+            let mut received = BytesMut::new();
+            let mut held: Option<OwnedSemaphorePermit> = None;
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame.map_err(|_| IngestError::BodyUnreadable)?.into_data() else { continue };
+                if received.len() + data.len() > limit {
+                    return Err(IngestError::PayloadTooLarge { limit });
+                }
+                received.extend_from_slice(&data);
+                if !data.is_empty() {
+                    // The body is at most `limit` long, so a chunk's length fits a permit count.
+                    let more = budget.clone().try_acquire_many_owned(data.len() as u32).map_err(|_| {
+                        tracing::warn!("overloaded: the budget of bodies not yet authenticated is spent");
+                        IngestError::Overloaded
+                    })?;
+                    match held.as_mut() {
+                        Some(permit) => permit.merge(more),
+                        None => held = Some(more),
+                    }
+                }
+            }
+            Ok((received.freeze(), held))
+        };
+        tokio::time::timeout(self.unauthenticated_body_timeout, read).await.map_err(|_| {
+            tracing::warn!("a body not yet authenticated did not arrive in time");
+            IngestError::BodyTimeout
+        })?
     }
 }
 
@@ -140,14 +175,20 @@ fn text(body: String) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
+/// A declared length over the limit is refused before anything is read.
+fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), IngestError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(IngestError::PayloadTooLarge { limit }),
+        _ => Ok(()),
+    }
+}
+
 /// Reads at most `limit` bytes within `timeout`. A declared length over the limit is refused before
 /// reading. Only the reading is timed: once the body is here, storing it is never cut short.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, timeout: Duration) -> Result<Bytes, IngestError> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(IngestError::PayloadTooLarge { limit });
-    }
+    check_declared_length(headers, limit)?;
     let read = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await.map_err(|_| {
         tracing::warn!("callback body did not arrive in time");
         IngestError::BodyTimeout

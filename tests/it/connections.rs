@@ -125,7 +125,7 @@ async fn slow_unauthenticated_bodies_take_neither_the_probes_nor_authenticated_c
         &db.url,
         &accounts,
         &[
-            ("TANYI_RELAY__SERVER__MAX_UNAUTHENTICATED_REQUESTS", "4"),
+            ("TANYI_RELAY__SERVER__UNAUTHENTICATED_BODY_BUDGET_BYTES", "4096"),
             ("TANYI_RELAY__SERVER__MAX_CONCURRENT_REQUESTS", "4"),
             ("TANYI_RELAY__SERVER__UNAUTHENTICATED_BODY_TIMEOUT_MS", "1500"),
             ("TANYI_RELAY__SERVER__BODY_TIMEOUT_MS", "20000"),
@@ -133,9 +133,14 @@ async fn slow_unauthenticated_bodies_take_neither_the_probes_nor_authenticated_c
     );
     let app = TestApp::spawn_settings(db.backend, settings).await;
     let encrypted = "/callbacks/enc?msg_signature=x&timestamp=1&nonce=2";
+    // Hundreds trickling a byte each cost next to nothing; two that sent 1.5 KB each hold the
+    // whole 4 KiB budget.
     let mut slow = Vec::new();
-    for _ in 0..8 {
-        slow.push(common::start_slow_post(&app, encrypted, 1000, b"<xml>").await);
+    for _ in 0..200 {
+        slow.push(common::start_slow_post(&app, encrypted, 10_000, b"<").await);
+    }
+    for _ in 0..2 {
+        slow.push(common::start_slow_post(&app, encrypted, 10_000, &[b'x'; 1500]).await);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     for probe in ["/healthz", "/readyz"] {
@@ -146,7 +151,8 @@ async fn slow_unauthenticated_bodies_take_neither_the_probes_nor_authenticated_c
     }
     assert_acked(app.post(sample("call_record.json")).await).await;
     // The unauthenticated budget is full: the next one is told to come back, at once.
-    let (status, body) = common::read_answer(common::start_slow_post(&app, encrypted, 10, b"").await).await;
+    let (status, body) =
+        common::read_answer(common::start_slow_post(&app, encrypted, 10_000, &[b'x'; 1500]).await).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("overloaded"), "{body}");
     // And the slow ones get their shorter deadline.

@@ -459,7 +459,12 @@ async fn on_postgres_deliveries_flow_while_callbacks_hold_every_pooled_connectio
     let settings = common::settings_with_accounts(
         &db.url,
         &config,
-        &[("TANYI_RELAY__DELIVERY__POLL_INTERVAL_MS", "50"), ("TANYI_RELAY__DATABASE__MAX_CONNECTIONS", "2")],
+        &[
+            ("TANYI_RELAY__DELIVERY__POLL_INTERVAL_MS", "50"),
+            ("TANYI_RELAY__DATABASE__MAX_CONNECTIONS", "2"),
+            // Taking both connections below waits for a busy one; on a loaded machine, more than 5 s.
+            ("TANYI_RELAY__DATABASE__ACQUIRE_TIMEOUT_MS", "30000"),
+        ],
     );
     let app = TestApp::spawn_settings(db.backend, settings).await;
     assert_acked(app.post(sample("call_record.json")).await).await;
