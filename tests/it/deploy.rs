@@ -183,6 +183,10 @@ fn the_kubernetes_deployment_has_two_replicas_probes_limits_and_secrets_from_its
         env.insert("TANYI_RELAY_CONFIG".into(), config.display().to_string());
         match Settings::from_sources(None, env) {
             Ok(settings) if accepted => {
+                let limit = container["resources"]["limits"]["memory"].as_str().unwrap();
+                let mebibytes: u64 = limit.strip_suffix("Mi").expect("a limit in Mi").parse().unwrap();
+                let bound = settings.memory_bound_bytes() >> 20;
+                assert!(mebibytes >= bound, "the memory limit {limit} is under the relay's bound of {bound} MiB");
                 assert!(settings.admin.token.is_some());
                 assert_eq!(settings.accounts[0].name, "acme");
                 assert_eq!(settings.targets[0].secrets[0].expose(), real["crm-webhook-secret"]);
