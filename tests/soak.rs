@@ -5,11 +5,17 @@
 //! descriptor runs out. A binary of its own: it measures time, so it runs alone.
 //!
 //! The sizes come from SOAK_* variables (`scripts/reliability` runs it larger; docs/RELIABILITY.md).
+//!
+//! Its own `main` (no libtest harness): the idle sockets are held by child processes of this same
+//! binary, so that the attacker's sockets do not count against the file limit of the process that
+//! also runs the campaign (20,000 sockets are more than one process may open on some machines).
 
 #[path = "it/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ledger::*;
@@ -119,7 +125,70 @@ fn nice_of(pid: u32) -> i32 {
 /// production they come from other machines, here they share two cores with the relay, and a
 /// busy attacker would otherwise delay the probe (and the relay) with CPU it does not have there.
 /// The relay and the probe keep normal priority; the relay still serves every attacking socket.
-#[test]
+/// Set in a child that holds idle sockets: `ADDRESS COUNT`.
+const HOLDER: &str = "TANYI_SOAK_HOLD_IDLE_SOCKETS";
+/// Idle sockets per holder process.
+const PER_HOLDER: usize = 8000;
+
+fn main() {
+    if let Ok(spec) = std::env::var(HOLDER) {
+        hold_idle_sockets(&spec);
+        return;
+    }
+    println!("\nrunning 1 test");
+    under_a_hostile_load_every_real_callback_is_stored_and_delivered_and_the_probes_answer();
+    println!("test under_a_hostile_load_every_real_callback_is_stored_and_delivered_and_the_probes_answer ... ok");
+}
+
+/// A holder: keeps its share of idle sockets open, at the lowest priority, until its parent closes
+/// its standard input (the soak ended, or the parent died).
+fn hold_idle_sockets(spec: &str) {
+    run_at_lowest_priority();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let (addr, count) = spec.split_once(' ').expect("ADDRESS COUNT");
+    let (addr, count) = (addr.to_owned(), count.parse().expect("a count"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let held = tokio::spawn(idle_sockets(addr, count, b"", stopped));
+        let _ = tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new())).await;
+        let _ = stop.send(true);
+        let _ = held.await;
+    });
+}
+
+/// The holder processes of `count` idle sockets; dropping them ends them.
+struct IdleHolders(Vec<Child>);
+
+impl IdleHolders {
+    fn start(addr: &str, count: usize) -> IdleHolders {
+        let mut holders = Vec::new();
+        let mut left = count;
+        while left > 0 {
+            let share = left.min(PER_HOLDER);
+            let child = Command::new(std::env::current_exe().unwrap())
+                .env(HOLDER, format!("{addr} {share}"))
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("a holder of idle sockets");
+            holders.push(child);
+            left -= share;
+        }
+        IdleHolders(holders)
+    }
+}
+
+impl Drop for IdleHolders {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            drop(child.stdin.take());
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
 fn under_a_hostile_load_every_real_callback_is_stored_and_delivered_and_the_probes_answer() {
     let load = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -136,12 +205,13 @@ async fn soak(load: tokio::runtime::Handle) {
     let prefaces = size("SOAK_PREFACES", 200) as usize;
     let slow = size("SOAK_SLOW_POSTS", 600) as usize;
     let calls = size("SOAK_CALLS", 300);
-    // The long run keeps every one of its sockets open at once (the default cap would close the
-    // oldest idle ones to make room).
-    let max_connections = size("SOAK_MAX_CONNECTIONS", 4096).to_string();
-    let relay_env = [("TANYI_RELAY__SERVER__MAX_CONNECTIONS", max_connections.as_str())];
-    // Room for every socket of this process and the relay's (both inherit these limits).
-    let wanted = (idle + 2 * prefaces + slow) as u64 * 2 + 4096;
+    // The relay's connection cap, when the run sets one (the default closes the oldest idle
+    // connection beyond 4096; docs/HTTP.md).
+    let relay_env: Vec<(String, String)> = std::env::var("SOAK_MAX_CONNECTIONS")
+        .map(|cap| vec![("TANYI_RELAY__SERVER__MAX_CONNECTIONS".to_owned(), cap)])
+        .unwrap_or_default();
+    // Room for the sockets of this process (the idle ones are the holders').
+    let wanted = (2 * prefaces + slow) as u64 * 2 + 4096;
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
     if soft < wanted {
         let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, wanted.max(soft), wanted.max(hard));
@@ -154,16 +224,17 @@ async fn soak(load: tokio::runtime::Handle) {
             "{}\n[[accounts]]\nname = \"secure\"\ntoken = \"{SOAK_TOKEN}\"\nencoding_aes_key = \"{SOAK_AES_KEY}\"\n",
             config(&db.url, &receiver, "")
         );
+        let relay_env: Vec<(&str, &str)> = relay_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut relay = RelayProcess::start_with_env(dir.path(), "relay", &config, &relay_env).await;
         assert_eq!(nice_of(relay.pid()), nice_of(0), "the relay runs at the test's own priority");
         let addr = relay.base.trim_start_matches("http://").to_owned();
         // The bound of the relay's own settings.
         let relay_settings: HashMap<String, String> =
             relay_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let holders = IdleHolders::start(&addr, idle);
         let settings = Settings::from_sources(None, relay_settings).unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut attacks = tokio::task::JoinSet::new();
-        attacks.spawn_on(idle_sockets(addr.clone(), idle, b"", stopped.clone()), &load);
         attacks.spawn_on(idle_sockets(addr.clone(), prefaces, b"PRI * HTT", stopped.clone()), &load);
         let whole_preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
         attacks.spawn_on(idle_sockets(addr.clone(), prefaces, whole_preface, stopped.clone()), &load);
@@ -224,6 +295,7 @@ async fn soak(load: tokio::runtime::Handle) {
         let (samples, slow_or_failed, peak_rss, slowest) = probe.join().unwrap();
         let refused = bad.await.unwrap();
         while attacks.join_next().await.is_some() {}
+        drop(holders);
         let plain_tally = reckon_account(&store, ACCOUNT, &plain, &plain_summary, &receiver).await;
         let encrypted_tally = reckon_account(&store, "secure", &encrypted, &encrypted_summary, &receiver).await;
         plain_tally.print("hostile soak, plain callbacks", db.backend);
