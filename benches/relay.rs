@@ -2,10 +2,12 @@
 //! run: the storage transaction one callback causes, executed directly (the baseline); the relay's
 //! own binary driven over loopback by the simulator at several concurrencies; fan-out to loopback
 //! receivers; and ingest plus the documented report queries with many calls already stored.
-//! Every relay figure is printed next to its ratio to the baseline of the same run.
+//! Every relay figure is printed next to its ratio to the baseline of the same run; on Postgres also
+//! next to the yardstick (`benches/yardstick/`: pgbench storing the same rows plainly, "natural", and
+//! in one statement, "limit"), and a long fan-out run samples the relay's memory.
 //!
-//! `cargo bench --bench relay -- [--backends sqlite,postgres] [--parts ingest,fanout,scale]
-//! [--calls N] [--repeat N] [--scale-rows N] [--markdown FILE]`; Postgres needs
+//! `cargo bench --bench relay -- [--backends sqlite,postgres] [--parts ingest,fanout,memory,scale]
+//! [--calls N] [--repeat N] [--scale-rows N] [--memory-secs N] [--markdown FILE]`; Postgres needs
 //! `BENCH_DATABASE_URL` or `TEST_DATABASE_URL` (a server where the user may create databases).
 
 #[path = "../tests/it/common/report_queries.rs"]
@@ -62,8 +64,10 @@ struct Args {
     calls: u32,
     scale_rows: u64,
     repeat: usize,
-    /// Which parts to run: ingest (with its baseline), fanout, scale.
+    /// Which parts to run: ingest (with its baseline), fanout, memory, scale.
     parts: Vec<String>,
+    /// How long the memory part's fan-out runs.
+    memory_secs: u64,
     markdown: Option<PathBuf>,
 }
 
@@ -73,7 +77,8 @@ fn parse_args() -> Args {
         calls: 3000,
         scale_rows: 1_000_000,
         repeat: 3,
-        parts: ["ingest", "fanout", "scale"].map(String::from).to_vec(),
+        parts: ["ingest", "fanout", "memory", "scale"].map(String::from).to_vec(),
+        memory_secs: 300,
         markdown: None,
     };
     let mut given = std::env::args().skip(1);
@@ -95,6 +100,7 @@ fn parse_args() -> Args {
             "--repeat" => args.repeat = value().parse::<usize>().expect("--repeat N").max(1),
             "--parts" => args.parts = value().split(',').map(String::from).collect(),
             "--markdown" => args.markdown = Some(value().into()),
+            "--memory-secs" => args.memory_secs = value().parse().expect("--memory-secs N"),
             // cargo bench passes --bench to every bench target.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -118,12 +124,12 @@ async fn main() {
     };
     let mut report = String::new();
     let _ = writeln!(report, "{}", machine_notes());
-    for backend in args.backends {
+    for backend in args.backends.clone() {
         if backend == Backend::Postgres && bench.postgres_admin.is_none() {
             eprintln!("postgres skipped: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
             continue;
         }
-        let section = bench.backend(backend, &args.parts, args.scale_rows).await;
+        let section = bench.backend(backend, &args).await;
         println!("{section}");
         report.push_str(&section);
     }
@@ -182,8 +188,9 @@ struct Fanout {
 }
 
 impl Bench {
-    async fn backend(&self, backend: Backend, parts: &[String], scale_rows: u64) -> String {
-        let wants = |part: &str| parts.iter().any(|p| p == part);
+    async fn backend(&self, backend: Backend, args: &Args) -> String {
+        let wants = |part: &str| args.parts.iter().any(|p| p == part);
+        let scale_rows = args.scale_rows;
         let mut out = String::new();
         // The scale part compares with the ingest part's figure at concurrency 16.
         let mut at_16 = None;
@@ -196,6 +203,10 @@ impl Bench {
         }
         if wants("fanout") {
             out.push_str(&self.fanout_part(backend).await);
+        }
+        if wants("memory") {
+            eprintln!("== {}: memory ({} s of fan-out at concurrency 64)", backend.name(), args.memory_secs);
+            out.push_str(&self.memory(backend, Duration::from_secs(args.memory_secs)).await);
         }
         if let Some(small) = at_16.filter(|_| wants("scale") && scale_rows > 0) {
             eprintln!("== {}: scale ({scale_rows} stored calls)", backend.name());
@@ -225,13 +236,31 @@ impl Bench {
             };
             baselines.insert(c, baseline);
         }
+        // The yardstick (Postgres only): the same rows stored plainly by pgbench, natural and limit.
+        let mut yardsticks: HashMap<(Yardstick, usize), f64> = HashMap::new();
+        if backend == Backend::Postgres {
+            eprintln!("== {name}: yardstick");
+            for c in CONCURRENCIES {
+                for kind in [Yardstick::Natural, Yardstick::Limit] {
+                    let mut runs: Vec<f64> = Vec::new();
+                    for _ in 0..self.repeat {
+                        runs.push(self.yardstick(kind, c).await);
+                    }
+                    runs.sort_by(f64::total_cmp);
+                    yardsticks.insert((kind, c), runs[runs.len() / 2]);
+                }
+            }
+        }
         eprintln!("== {name}: ingest");
         let mut relay: HashMap<usize, Measured> = HashMap::new();
+        let mut ranges: HashMap<usize, (f64, f64)> = HashMap::new();
         for c in CONCURRENCIES {
             let mut runs = Vec::new();
             for _ in 0..self.repeat {
                 runs.push(self.ingest(backend, c, None).await);
             }
+            let rates = runs.iter().map(|m| m.per_second);
+            ranges.insert(c, (rates.clone().fold(f64::MAX, f64::min), rates.fold(0.0, f64::max)));
             relay.insert(c, median(runs));
         }
         let peak = relay.values().map(|m| m.per_second).fold(0.0, f64::max);
@@ -242,14 +271,20 @@ impl Bench {
             writeln!(out, "\n## {name}: ingest ({} calls, {} callbacks per run)\n", self.calls, relay[&1].callbacks);
         let _ = writeln!(
             out,
-            "| concurrency | baseline/s | baseline p50 / p99 ms | relay/s | relay p50 / p99 ms | relay CPU | relay peak RSS | relay / baseline |"
+            "| concurrency | natural/s | limit/s | own baseline/s | own baseline p50 / p99 ms | relay/s (median; range) | relay p50 / p99 ms | relay CPU | relay peak RSS | relay / natural | relay / limit | relay / own baseline |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for c in CONCURRENCIES {
-            let (b, r) = (&baselines[&c], &relay[&c]);
+            let (b, r, (low, high)) = (&baselines[&c], &relay[&c], ranges[&c]);
+            let yardstick = |kind| yardsticks.get(&(kind, c)).copied();
+            let figure = |value: Option<f64>| value.map_or("—".to_owned(), |v| format!("{v:.0}"));
+            let ratio =
+                |value: Option<f64>| value.map_or("—".to_owned(), |v| format!("**{:.2}×**", r.per_second / v));
             let _ = writeln!(
                 out,
-                "| {c} | {:.0} | {:.1} / {:.1} | {:.0} | {:.1} / {:.1} | {} | {} | **{:.2}×** |",
+                "| {c} | {} | {} | {:.0} | {:.1} / {:.1} | {:.0} ({low:.0}–{high:.0}) | {:.1} / {:.1} | {} | {} | {} | {} | {:.2}× |",
+                figure(yardstick(Yardstick::Natural)),
+                figure(yardstick(Yardstick::Limit)),
                 b.per_second,
                 b.p50_ms,
                 b.p99_ms,
@@ -258,12 +293,14 @@ impl Bench {
                 r.p99_ms,
                 percent(r.cpu_percent),
                 megabytes(r.peak_rss_mb),
+                ratio(yardstick(Yardstick::Natural)),
+                ratio(yardstick(Yardstick::Limit)),
                 r.per_second / b.per_second
             );
         }
         let _ = writeln!(
             out,
-            "| 64, paced at {:.0}/s (half the peak) | | | {:.0} | {:.1} / **{:.1}** | {} | {} | |",
+            "| 64, paced at {:.0}/s (half the peak) | | | | | {:.0} | {:.1} / **{:.1}** | {} | {} | | | |",
             peak / 2.0,
             half.per_second,
             half.p50_ms,
@@ -440,6 +477,90 @@ impl Bench {
         }
     }
 
+    /// One pgbench run of the yardstick on a fresh database of its own; callbacks per second.
+    async fn yardstick(&self, kind: Yardstick, concurrency: usize) -> f64 {
+        let database = self.fresh_database(Backend::Postgres).await;
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/yardstick");
+        let schema = Command::new("psql")
+            .arg(&database.url)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "SET client_min_messages = warning", "-f"])
+            .arg(dir.join("schema.sql"))
+            .output()
+            .expect("psql (the yardstick needs psql and pgbench)");
+        assert!(schema.status.success(), "the yardstick's schema: {}", String::from_utf8_lossy(&schema.stderr));
+        let dargs: Vec<String> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("dargs.json")).expect("dargs.json"))
+                .expect("dargs.json is a list of arguments");
+        let (c, threads) = (concurrency.to_string(), concurrency.min(2).to_string());
+        let run = Command::new("pgbench")
+            .args(["-n", "-M", "prepared", "-f"])
+            .arg(dir.join(kind.script()))
+            .args(["-c", &c, "-j", &threads, "-T", &YARDSTICK_SECS.to_string()])
+            .args(&dargs)
+            .arg(&database.url)
+            .output()
+            .expect("pgbench");
+        self.drop_database(database).await;
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("tps = ")?.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("pgbench failed: {}", String::from_utf8_lossy(&run.stderr)))
+    }
+
+    /// Fan-out to one receiver at concurrency 64 for `length`, campaign after campaign, with the
+    /// relay's resident memory sampled every 5 s.
+    async fn memory(&self, backend: Backend, length: Duration) -> String {
+        let receiver = BenchReceiver::start().await;
+        let database = self.fresh_database(backend).await;
+        let mut relay = self.start_relay(&database, std::slice::from_ref(&receiver.url)).await;
+        let pid = relay.child.id();
+        let sampler = tokio::spawn(async move {
+            let began = Instant::now();
+            let mut samples = Vec::new();
+            while let Some(rss) = rss_mb(pid) {
+                samples.push((began.elapsed(), rss));
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            samples
+        });
+        let began = Instant::now();
+        let (mut acked, mut round) = (0u64, 0u64);
+        while began.elapsed() < length {
+            let options = Options { seed: SEED + 1 + round, ..self.campaign(64, None, relay.callback_url()) };
+            acked += relay.drive(options).await.0.acked;
+            round += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while receiver.unique() < acked as usize && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let elapsed = began.elapsed();
+        relay.stop();
+        let samples = sampler.await.unwrap_or_default();
+        self.drop_database(database).await;
+        let minute_peaks: Vec<f64> = (0..elapsed.as_secs().div_ceil(60))
+            .map(|m| samples.iter().filter(|(at, _)| at.as_secs() / 60 == m).map(|(_, rss)| *rss).fold(0.0, f64::max))
+            .collect();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n## {}: memory ({:.0} s of fan-out to one receiver at concurrency 64: {acked} callbacks, {} delivered)\n",
+            backend.name(),
+            elapsed.as_secs_f64(),
+            receiver.unique()
+        );
+        let _ = writeln!(
+            out,
+            "| minute | {} |",
+            (1..=minute_peaks.len()).map(|m| m.to_string()).collect::<Vec<_>>().join(" | ")
+        );
+        let _ = writeln!(out, "|---|{}", "---|".repeat(minute_peaks.len()));
+        let peaks: Vec<String> = minute_peaks.iter().map(|mb| format!("{mb:.0}")).collect();
+        let _ = writeln!(out, "| peak RSS MB | {} |", peaks.join(" | "));
+        out
+    }
+
     async fn start_relay(&self, database: &Database, receivers: &[String]) -> Relay {
         let free =
             || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
@@ -609,6 +730,32 @@ impl Bench {
         self.drop_database(database).await;
         out
     }
+}
+
+/// The two pgbench scripts of the yardstick (benches/yardstick/README.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Yardstick {
+    Natural,
+    Limit,
+}
+
+impl Yardstick {
+    fn script(self) -> &'static str {
+        match self {
+            Yardstick::Natural => "tx_multi_params.sql",
+            Yardstick::Limit => "tx_single_params.sql",
+        }
+    }
+}
+
+/// How long each pgbench run of the yardstick lasts.
+const YARDSTICK_SECS: u64 = 5;
+
+/// The resident memory of a process now, in MB; `None` once it has ended.
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// The run with the median throughput (this machine is shared: single runs vary by ±30%).

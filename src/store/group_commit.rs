@@ -3,6 +3,9 @@
 //! its answer only after the commit that holds its item, so nothing is reported as stored before
 //! it is. With no burst there is no waiting: a lone item is committed at once.
 //!
+//! Several groups may be committed at once (Postgres runs concurrent transactions and merges their
+//! WAL flushes; SQLite takes one): callers beyond that wait, and their items gather meanwhile.
+//!
 //! The commit runs in a task of its own: a caller that goes away (a client that disconnects)
 //! neither cuts a transaction off halfway nor leaves the others in its group without an answer.
 
@@ -13,8 +16,10 @@ use tokio::sync::oneshot;
 
 pub struct GroupCommit<T, R> {
     waiting: Mutex<Vec<(T, oneshot::Sender<R>)>>,
-    /// Held while a group is being committed; the next group forms meanwhile.
-    committing: tokio::sync::Mutex<()>,
+    /// A permit is held while a group is being committed; the next groups form meanwhile.
+    committing: tokio::sync::Semaphore,
+    /// Items per group at most; the rest wait for the next commit.
+    max_group: usize,
 }
 
 impl<T, R> std::fmt::Debug for GroupCommit<T, R> {
@@ -24,8 +29,20 @@ impl<T, R> std::fmt::Debug for GroupCommit<T, R> {
 }
 
 impl<T, R> Default for GroupCommit<T, R> {
+    /// One commit at a time, groups of any size.
     fn default() -> Self {
-        Self { waiting: Mutex::new(Vec::new()), committing: tokio::sync::Mutex::new(()) }
+        Self::new(1, usize::MAX)
+    }
+}
+
+impl<T, R> GroupCommit<T, R> {
+    /// `in_flight` commits at once, each of at most `max_group` items.
+    pub fn new(in_flight: usize, max_group: usize) -> Self {
+        Self {
+            waiting: Mutex::new(Vec::new()),
+            committing: tokio::sync::Semaphore::new(in_flight.max(1)),
+            max_group: max_group.max(1),
+        }
     }
 }
 
@@ -41,8 +58,14 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
         let (reply, answer) = oneshot::channel();
         self.waiting().push((item, reply));
         {
-            let _turn = self.committing.lock().await;
-            let group = std::mem::take(&mut *self.waiting());
+            // Every caller takes one turn, and each turn takes at least one waiting item if there
+            // is one: so no item is left behind when the last caller's turn ends.
+            let _turn = self.committing.acquire().await;
+            let group: Vec<_> = {
+                let mut waiting = self.waiting();
+                let oldest = waiting.len().min(self.max_group);
+                waiting.drain(..oldest).collect()
+            };
             if !group.is_empty() {
                 let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = group.into_iter().unzip();
                 let committed = commit(items);
@@ -101,6 +124,38 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, (0..50).collect::<Vec<_>>(), "each item committed exactly once");
         assert!(commits.load(Ordering::SeqCst) < 10, "50 items in {} commits", commits.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_groups_commit_at_once_none_larger_than_allowed() {
+        let group = Arc::new(GroupCommit::<usize, usize>::new(3, 4));
+        let (running, most_running, largest) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut callers = tokio::task::JoinSet::new();
+        for n in 0..60 {
+            let (group, running, most_running, largest) =
+                (group.clone(), running.clone(), most_running.clone(), largest.clone());
+            callers.spawn(async move {
+                group
+                    .submit(n, move |items| async move {
+                        most_running.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        largest.fetch_max(items.len(), Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        items
+                    })
+                    .await
+            });
+        }
+        let mut answered = Vec::new();
+        while let Some(done) = callers.join_next().await {
+            answered.push(done.unwrap().expect("every caller answered"));
+        }
+        answered.sort_unstable();
+        assert_eq!(answered, (0..60).collect::<Vec<_>>());
+        assert!(most_running.load(Ordering::SeqCst) > 1, "commits overlapped");
+        assert!(most_running.load(Ordering::SeqCst) <= 3, "at most three at once");
+        assert!(largest.load(Ordering::SeqCst) <= 4, "groups of four at most");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

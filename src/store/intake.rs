@@ -29,14 +29,18 @@ pub fn storable_now() -> DateTime<Utc> {
 
 impl Store {
     /// Stores one callback and returns after its commit: the raw inbox row, the normalized rows,
-    /// and the event its outcome announces with one delivery per target, in one transaction. On
-    /// SQLite it shares the commit with callbacks that arrive meanwhile; Postgres runs concurrent
-    /// transactions itself (and merges their WAL flushes), so there each callback has its own.
+    /// and the event its outcome announces with one delivery per target, in one transaction. It
+    /// shares the transaction with callbacks that arrive meanwhile: on SQLite (one writer) in a
+    /// savepoint each, on Postgres with one statement per table for the group and several groups
+    /// in flight (`postgres/batch.rs`); a callback that fails there is written again alone.
     pub async fn store_callback(&self, pending: PendingCallback) -> Recorded {
         match &self.backend {
             Backend::Postgres(pg) => {
-                let mut recorded = postgres::intake::record(&pg.pool, vec![pending]).await;
-                recorded.pop().expect("one outcome per callback")
+                let pool = pg.pool.clone();
+                let callback = pending.callback.clone();
+                let group =
+                    pg.groups.submit(pending, |group| async move { postgres::batch::record(&pool, group).await });
+                group.await.unwrap_or((callback, Err(StoreError::TaskFailed)))
             }
             Backend::Sqlite(lite) => {
                 let writer = lite.writer.clone();

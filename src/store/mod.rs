@@ -88,7 +88,7 @@ impl Store {
     /// worker). SQLite has one writer connection anyway: the handle shares it.
     pub fn with_own_connections(&self, connections: u32) -> Store {
         match &self.backend {
-            Backend::Postgres(pg) => Store { backend: Backend::Postgres(pg.with_connections(connections)) },
+            Backend::Postgres(pg) => Store { backend: Backend::Postgres(pg.for_queue(connections)) },
             Backend::Sqlite(_) => self.clone(),
         }
     }

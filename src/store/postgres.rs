@@ -10,7 +10,8 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use super::dialect::{self, Dialect, DELIVERY_CHANNEL};
-use super::{StoreError, ROWS_PER_INSERT};
+use super::group_commit::GroupCommit;
+use super::{PendingCallback, Recorded, StoreError, ROWS_PER_INSERT};
 use crate::config::DatabaseSettings;
 
 type Db = sqlx::Postgres;
@@ -18,6 +19,7 @@ type Tx = sqlx::Transaction<'static, Db>;
 const DIALECT: Dialect = dialect::POSTGRES;
 
 // Compiled once per backend, on purpose: the same SQL against each database.
+pub(super) mod batch;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/calls.rs"]
 pub(super) mod calls;
@@ -45,20 +47,24 @@ pub(super) struct Postgres {
     pub pool: PgPool,
     options: Arc<PgConnectOptions>,
     acquire_timeout: Duration,
+    /// Callbacks that arrive while others are being written go together in the next group.
+    pub groups: Arc<GroupCommit<PendingCallback, Recorded>>,
 }
+
+/// Groups written at once: Postgres merges the WAL flushes of concurrent commits, so several
+/// groups in flight add to what one group saves.
+const GROUPS_IN_FLIGHT: usize = 4;
+/// Callbacks per group at most (a group's arrays stay small: 64 bodies of 256 KiB at worst).
+const MAX_GROUP: usize = 64;
 
 impl Postgres {
     pub fn connect(settings: &DatabaseSettings) -> Result<Postgres, StoreError> {
-        // Prepared statements switch to a generic plan after five runs, made with the statistics of
-        // that moment: on a new database, plans for empty tables, kept while the tables grow.
-        // Custom plans cost a little planning per statement and made ingest on a fresh database
-        // 1.5× faster, with a third of the tail latency (docs/BENCHMARKS.md).
-        let options =
-            PgConnectOptions::from_str(settings.url.expose())?.options([("plan_cache_mode", "force_custom_plan")]);
+        let options = PgConnectOptions::from_str(settings.url.expose())?;
         let postgres = Postgres {
             pool: PgPool::connect_lazy_with(options.clone()),
             options: Arc::new(options),
             acquire_timeout: settings.acquire_timeout,
+            groups: Arc::new(GroupCommit::new(GROUPS_IN_FLIGHT, MAX_GROUP)),
         };
         Ok(postgres.with_connections(settings.max_connections))
     }
@@ -70,7 +76,20 @@ impl Postgres {
             .max_connections(connections)
             .acquire_timeout(self.acquire_timeout)
             .connect_lazy_with((*self.options).clone());
-        Postgres { pool, options: self.options.clone(), acquire_timeout: self.acquire_timeout }
+        let groups = Arc::new(GroupCommit::new(GROUPS_IN_FLIGHT, MAX_GROUP));
+        Postgres { pool, options: self.options.clone(), acquire_timeout: self.acquire_timeout, groups }
+    }
+
+    /// The same database through `connections` of its own for the delivery worker, whose claims
+    /// read a queue that changes shape all the time (a few pending rows among many finished ones):
+    /// a prepared statement's generic plan, made once from the statistics of its fifth run (on a
+    /// new database, an empty table), would be kept while the table grows, so these connections
+    /// plan each claim for its own parameters. The write path's statements have one plan whatever
+    /// the statistics (inserts and upserts on a key), and planning each run cost CPU for nothing:
+    /// its connections use Postgres's default (docs/BENCHMARKS.md).
+    pub fn for_queue(&self, connections: u32) -> Postgres {
+        let options = (*self.options).clone().options([("plan_cache_mode", "force_custom_plan")]);
+        Postgres { options: Arc::new(options), ..self.clone() }.with_connections(connections)
     }
 
     /// Calls `wake` whenever another replica (or this one) commits new deliveries, until `stop`. On

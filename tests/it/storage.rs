@@ -297,14 +297,104 @@ async fn a_group_commit_stores_each_callback_and_undoes_a_failing_one_alone() {
     }
 }
 
+/// A callback ready for the store, announcing `event_id` (when given) to the `crm` target.
+fn pending_call(body: &str, event_id: Option<String>) -> tanyi_relay::store::PendingCallback {
+    use tanyi_relay::domain::{Announcements, EventSubject, EventType, Outbound, Source};
+    let offset = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let callback = tanyi_relay::platform::callback::parse_callback(body.as_bytes(), offset).unwrap();
+    let now = tanyi_relay::store::storable_now();
+    let announce = |id: String| Outbound {
+        payload: serde_json::value::to_raw_value(&json!({"id": id})).unwrap(),
+        id,
+        event_type: EventType::CallFinished,
+        account: ACCOUNT.to_owned(),
+        created_at: now,
+        subject: EventSubject { call_record_id: None, robot_call_job_id: None },
+        targets: vec!["crm".to_owned()],
+    };
+    let changed = event_id.as_ref().map(|id| announce(format!("{id}_changed")));
+    tanyi_relay::store::PendingCallback {
+        account: ACCOUNT.to_owned(),
+        callback,
+        body: body.as_bytes().to_vec(),
+        source: Source::Push,
+        received_at: now,
+        announcements: Announcements { created: event_id.map(announce), changed },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callbacks_share_transactions_and_one_that_fails_fails_alone() {
+    use tanyi_relay::domain::Ingested;
+    for db in databases().await {
+        let app = TestApp::spawn(&db).await;
+        // 60 calls at once; calls 7 and 8 announce the same event id, so whichever is written
+        // second fails (in a group, the group's statement fails and its members are written again
+        // alone); call 20 arrives twice, call 21 twice with different content.
+        let mut bodies: Vec<(i64, String, Option<String>)> =
+            (1..=60).map(|id| (id, call_with(id, "A"), Some(format!("evt_{id}")))).collect();
+        bodies[7].2 = Some("evt_7".to_owned());
+        bodies.push((20, call_with(20, "A"), Some("evt_20_again".to_owned())));
+        bodies.push((21, call_with(21, "B"), Some("evt_21_again".to_owned())));
+        let mut writes = tokio::task::JoinSet::new();
+        for (id, body, event) in bodies {
+            let store = app.store.clone();
+            writes.spawn(async move { (id, store.store_callback(pending_call(&body, event)).await.1) });
+        }
+        let mut outcomes: std::collections::BTreeMap<i64, Vec<Option<Ingested>>> = Default::default();
+        while let Some(done) = writes.join_next().await {
+            let (id, result) = done.unwrap();
+            outcomes.entry(id).or_default().push(result.ok().map(|(outcome, _)| outcome));
+        }
+        // In whichever order they were written.
+        let sorted = |answers: Vec<Option<Ingested>>| {
+            let mut names: Vec<String> = answers.iter().map(|a| format!("{a:?}")).collect();
+            names.sort();
+            names
+        };
+        let sevens = sorted([outcomes[&7].clone(), outcomes[&8].clone()].concat());
+        assert_eq!(sevens, ["None", "Some(Created)"], "{:?}: one of the two that share an event id", db.backend);
+        assert_eq!(sorted(outcomes[&20].clone()), ["Some(Created)", "Some(Duplicate)"], "{:?}", db.backend);
+        assert_eq!(sorted(outcomes[&21].clone()), ["Some(Changed)", "Some(Created)"], "{:?}", db.backend);
+        for id in (1..=60).filter(|id| ![7, 8, 20, 21].contains(id)) {
+            assert_eq!(outcomes[&id], [Some(Ingested::Created)], "{:?}: call {id}", db.backend);
+        }
+        // What was stored is exactly what was answered: 59 calls (one of 7 and 8), their inbox
+        // rows and call 21's second content, two turns each, one event per Created or Changed.
+        let failed = if outcomes[&7] == [None] { 7 } else { 8 };
+        assert!(app.store.call_record(ACCOUNT, failed).await.unwrap().is_none(), "the failing callback left nothing");
+        assert_eq!(app.store.call_turns(ACCOUNT, 21).await.unwrap().len(), 2, "a changed call's transcript replaced");
+        let count = |sql: &'static str| {
+            let store = app.store.clone();
+            async move { store.adhoc().column(sql).await.unwrap()[0].parse::<i64>().unwrap() }
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM call_records").await, 59);
+        assert_eq!(count("SELECT COUNT(*) FROM inbox").await, 60, "59 calls, call 21 twice");
+        assert_eq!(count("SELECT COUNT(*) FROM call_turns").await, 59 * 2);
+        assert_eq!(count("SELECT COUNT(*) FROM events").await, 60, "59 created, one changed");
+        assert_eq!(count("SELECT COUNT(*) FROM deliveries").await, 60);
+        if app.store.backend() == tanyi_relay::config::DatabaseBackend::Postgres {
+            // Rows written by one transaction share its id: some callbacks did share one.
+            let transactions = count("SELECT COUNT(DISTINCT xmin::text) FROM inbox").await;
+            assert!(transactions < 60, "60 inbox rows in {transactions} transactions");
+        }
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
-async fn postgres_plans_each_statement_for_its_own_parameters() {
-    // A generic plan made while the tables were empty made ingest 1.5× slower (docs/BENCHMARKS.md).
+async fn postgres_plans_each_claim_for_its_own_parameters_and_the_write_path_once() {
+    // The worker's claims read a queue whose shape keeps changing: a generic plan made while it was
+    // empty would stay. The write path's plans do not depend on statistics (docs/BENCHMARKS.md).
     for db in databases().await {
         let app = TestApp::spawn(&db).await;
         if app.store.backend() == tanyi_relay::config::DatabaseBackend::Postgres {
-            let mode = app.store.adhoc().column("SHOW plan_cache_mode").await.unwrap();
+            let worker = app.store.with_own_connections(1);
+            let mode = worker.adhoc().column("SHOW plan_cache_mode").await.unwrap();
             assert_eq!(mode, ["force_custom_plan"]);
+            worker.close().await;
+            let mode = app.store.adhoc().column("SHOW plan_cache_mode").await.unwrap();
+            assert_eq!(mode, ["auto"]);
         }
         app.stop().await;
     }
