@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{run, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventRow};
-use super::{Store, StoreError};
+use super::{postgres, run, Attempt, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, EventFilter, EventRow};
+use super::{Backend, Store, StoreError};
 
 impl Store {
     /// Claims up to `limit` due deliveries of `target` for `worker` until `lease_until` (an
@@ -17,17 +17,26 @@ impl Store {
         limit: i64,
         worker: &str,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        run!(self, write, outbox::claim(target, ordered, now, lease_until, limit, worker))
+        match &self.backend {
+            Backend::Postgres(pg) => {
+                postgres::queue::claim(&pg.pool, target, ordered, now, lease_until, limit, worker).await
+            }
+            Backend::Sqlite(_) => run!(self, write, outbox::claim(target, ordered, now, lease_until, limit, worker)),
+        }
     }
 
-    /// Records the attempts `worker` finished, all in one transaction.
+    /// Records the attempts `worker` finished, all in one transaction. (Postgres: the claim and the
+    /// record in the forms of `postgres/queue.rs`, with the same answers.)
     pub async fn finish_attempts(
         &self,
         worker: &str,
         attempts: &[Attempt],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        run!(self, write, outbox::finish(worker, attempts, now))
+        match &self.backend {
+            Backend::Postgres(pg) => postgres::queue::finish(&pg.pool, worker, attempts, now).await,
+            Backend::Sqlite(_) => run!(self, write, outbox::finish(worker, attempts, now)),
+        }
     }
 
     /// Hands claims back (shutdown): due now, the attempt not counted.

@@ -35,6 +35,7 @@ pub(super) mod jobs_sms;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/outbox.rs"]
 pub(super) mod outbox;
+pub(super) mod queue;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/retention.rs"]
 pub(super) mod retention;
