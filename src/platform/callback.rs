@@ -158,6 +158,12 @@ pub enum ParseError {
     TooLarge { field: String, reason: String },
 }
 
+impl From<super::limits::TooLarge> for ParseError {
+    fn from(over: super::limits::TooLarge) -> Self {
+        ParseError::TooLarge { field: over.field, reason: over.reason }
+    }
+}
+
 /// Parses a callback body. `offset` is the account's UTC offset, used for the platform's zoneless
 /// local times.
 pub fn parse_callback(body: &[u8], offset: FixedOffset) -> Result<Callback, ParseError> {

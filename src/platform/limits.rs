@@ -6,8 +6,6 @@
 
 use serde_json::Value;
 
-use super::callback::ParseError;
-
 /// JSON values (objects, arrays, strings, numbers…) in one body, counted before anything is built.
 pub const MAX_VALUES: usize = 20_000;
 /// Items of any one array: transcript turns (`callDetailList`), concerns, attributes…
@@ -21,10 +19,18 @@ pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// Nesting of objects and arrays.
 pub const MAX_DEPTH: usize = 32;
 
+/// A field over one of the caps: which one, and by how much. The parser turns it into its own
+/// error (this module sits below the parser and knows nothing of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    pub field: String,
+    pub reason: String,
+}
+
 /// Counts the values of a JSON text without parsing it: every `{`, `[`, and each item after a `,`
 /// or a `:` outside strings. A text with more than `MAX_VALUES` is refused before any of it is
 /// built in memory.
-pub fn check_value_count(body: &[u8]) -> Result<(), ParseError> {
+pub fn check_value_count(body: &[u8]) -> Result<(), TooLarge> {
     let (mut count, mut in_string, mut escaped) = (1usize, false, false);
     for &byte in body {
         if in_string {
@@ -50,11 +56,11 @@ pub fn check_value_count(body: &[u8]) -> Result<(), ParseError> {
 
 /// Checks every array, object and string of the envelope against the caps, naming the first field
 /// that is over one.
-pub fn check_sizes(value: &Value) -> Result<(), ParseError> {
+pub fn check_sizes(value: &Value) -> Result<(), TooLarge> {
     walk(value, &mut String::new(), 0)
 }
 
-fn walk(value: &Value, path: &mut String, depth: usize) -> Result<(), ParseError> {
+fn walk(value: &Value, path: &mut String, depth: usize) -> Result<(), TooLarge> {
     if depth > MAX_DEPTH {
         return Err(too_large(path_or_root(path), format!("nested deeper than {MAX_DEPTH}")));
     }
@@ -103,8 +109,8 @@ fn path_or_root(path: &str) -> String {
     }
 }
 
-fn too_large(field: impl Into<String>, reason: String) -> ParseError {
-    ParseError::TooLarge { field: field.into(), reason }
+fn too_large(field: impl Into<String>, reason: String) -> TooLarge {
+    TooLarge { field: field.into(), reason }
 }
 
 #[cfg(test)]
@@ -126,15 +132,11 @@ mod tests {
     fn the_first_field_over_a_cap_is_named() {
         let turns: Vec<Value> = (0..=MAX_ARRAY_ITEMS).map(|_| json!({})).collect();
         let body = json!({"dataType": "X", "data": {"callDetailList": turns}});
-        assert!(
-            matches!(check_sizes(&body), Err(ParseError::TooLarge { field, .. }) if field == "data.callDetailList")
-        );
+        assert!(matches!(check_sizes(&body), Err(TooLarge { field, .. }) if field == "data.callDetailList"));
         let sms = json!({"data": {"msgList": vec![json!({}); MAX_SMS_MESSAGES + 1]}});
-        assert!(matches!(check_sizes(&sms), Err(ParseError::TooLarge { field, .. }) if field == "data.msgList"));
+        assert!(matches!(check_sizes(&sms), Err(TooLarge { field, .. }) if field == "data.msgList"));
         let long = json!({"data": {"callDetailList": [{"text": "x".repeat(MAX_STRING_BYTES + 1)}]}});
-        assert!(
-            matches!(check_sizes(&long), Err(ParseError::TooLarge { field, .. }) if field == "data.callDetailList[0].text")
-        );
+        assert!(matches!(check_sizes(&long), Err(TooLarge { field, .. }) if field == "data.callDetailList[0].text"));
         let mut deep = json!(1);
         for _ in 0..=MAX_DEPTH {
             deep = json!([deep]);
