@@ -52,6 +52,11 @@ struct TargetLabels {
     target: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
 struct Inner {
     registry: Registry,
     callbacks: Family<CallbackLabels, Counter>,
@@ -64,6 +69,8 @@ struct Inner {
     deliveries_held: Family<TargetLabels, Gauge>,
     pool_connections: Gauge,
     pool_in_use: Gauge,
+    jobs_incomplete: Family<AccountLabels, Gauge>,
+    job_calls_missing: Family<AccountLabels, Gauge>,
 }
 
 #[derive(Clone)]
@@ -112,6 +119,19 @@ impl Metrics {
         registry.register("db_pool_connections", "Database connections open", pool_connections.clone());
         let pool_in_use = Gauge::default();
         registry.register("db_pool_in_use", "Database connections in use", pool_in_use.clone());
+        // Per account, never per job: a job id as a label would grow without bound.
+        let jobs_incomplete = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "jobs_incomplete",
+            "Recent jobs, completed on the platform, that miss calls or deliveries",
+            jobs_incomplete.clone(),
+        );
+        let job_calls_missing = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "job_calls_missing",
+            "Calls the platform listed for recent jobs that are not stored here",
+            job_calls_missing.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             callbacks,
@@ -124,6 +144,8 @@ impl Metrics {
             deliveries_held,
             pool_connections,
             pool_in_use,
+            jobs_incomplete,
+            job_calls_missing,
         }))
     }
 
@@ -170,6 +192,13 @@ impl Metrics {
     pub fn set_held(&self, target: &str, held: usize) {
         let labels = TargetLabels { target: target.to_owned() };
         self.0.deliveries_held.get_or_create(&labels).set(held as i64);
+    }
+
+    /// Sets an account's completeness figures, from its last check.
+    pub fn set_completeness(&self, account: &str, incomplete_jobs: usize, calls_missing: u64) {
+        let labels = AccountLabels { account: account.to_owned() };
+        self.0.jobs_incomplete.get_or_create(&labels).set(incomplete_jobs as i64);
+        self.0.job_calls_missing.get_or_create(&labels).set(calls_missing as i64);
     }
 
     /// Sets the connection figures: open, and busy.

@@ -1,5 +1,6 @@
 //! The operator API under `/admin`: list events and deliveries, show one with its attempts,
-//! replay. Bearer-token protected; absent (404) when no token is configured.
+//! replay; jobs' completeness; erasure of a person's data and its log. Bearer-token protected;
+//! absent (404) when no token is configured.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -10,8 +11,14 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use std::sync::Arc;
+
+use crate::account::Accounts;
+use crate::completeness::Completeness;
 use crate::domain::{DeliveryStatus, EventType};
+use crate::erasure::{ErasureError, ErasureRequest, PhoneNumber};
 use crate::fanout::worker::Wake;
+use crate::intake::Intake;
 use crate::secret::Secret;
 use crate::store::{DeliveryFilter, EventFilter, Store, StoreError};
 
@@ -20,6 +27,9 @@ pub struct AdminState {
     pub token: Secret,
     pub store: Store,
     pub wake: Wake,
+    pub intake: Intake,
+    pub accounts: Accounts,
+    pub completeness: Arc<Completeness>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +70,20 @@ pub fn routes(state: AdminState) -> Router {
         .route("/admin/deliveries/{id}", get(show_delivery))
         .route("/admin/deliveries/{id}/replay", post(replay_delivery))
         .route("/admin/targets/{target}/replay", post(replay_target))
+        .route("/admin/jobs/{account}/completeness", get(list_completeness))
+        .route("/admin/jobs/{account}/{job_id}/completeness", get(show_completeness))
+        .route("/admin/erasures", get(list_erasures).post(create_erasure))
         .with_state(state)
+}
+
+impl From<ErasureError> for AdminError {
+    fn from(error: ErasureError) -> AdminError {
+        match error {
+            ErasureError::UnknownAccount => AdminError::NotFound("no such account"),
+            ErasureError::InvalidPhone => AdminError::BadRequest(error.to_string()),
+            ErasureError::Store(e) => AdminError::Storage(e),
+        }
+    }
 }
 
 fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
@@ -221,4 +244,71 @@ async fn replay_target(
     state.wake.targets([&target]);
     tracing::info!(%target, replayed, "replay of a target requested");
     Ok(Json(json!({ "replayed": replayed })).into_response())
+}
+
+fn known_account(state: &AdminState, account: &str) -> Result<(), AdminError> {
+    state.accounts.get(account).map(|_| ()).ok_or(AdminError::NotFound("no such account"))
+}
+
+async fn list_completeness(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(account): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, AdminError> {
+    authorize(&state, &headers)?;
+    known_account(&state, &account)?;
+    let jobs = state.completeness.jobs(&account, limit(query.limit)?.unwrap_or(100)).await?;
+    Ok(Json(jobs).into_response())
+}
+
+async fn show_completeness(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path((account, job_id)): Path<(String, i64)>,
+) -> Result<Response, AdminError> {
+    authorize(&state, &headers)?;
+    known_account(&state, &account)?;
+    match state.completeness.job(&account, job_id).await? {
+        Some(job) => Ok(Json(job).into_response()),
+        None => Err(AdminError::NotFound("nothing is known about this job")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErasureBody {
+    account: String,
+    phone_number: String,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn create_erasure(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AdminError> {
+    authorize(&state, &headers)?;
+    let body: ErasureBody = serde_json::from_slice(&body)
+        .map_err(|_| AdminError::BadRequest("expected {\"account\", \"phone_number\", \"dry_run\"?}".into()))?;
+    let request = ErasureRequest {
+        phone_number: PhoneNumber::parse(&body.phone_number)?,
+        account: body.account,
+        requested_by: "admin-api".to_owned(),
+        dry_run: body.dry_run,
+    };
+    let report = crate::erasure::erase(&state.intake, &state.accounts, &request).await?;
+    let status = if report.dry_run { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(report)).into_response())
+}
+
+async fn list_erasures(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, AdminError> {
+    authorize(&state, &headers)?;
+    let entries = state.store.erasures(query.account.as_deref(), limit(query.limit)?.unwrap_or(100)).await?;
+    Ok(Json(entries).into_response())
 }

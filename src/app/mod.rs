@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::account::Accounts;
 use crate::admin::{self, AdminState};
+use crate::completeness::Completeness;
 use crate::config::{RetentionSettings, Settings};
 use crate::fanout::worker::{DeliveryWorker, InternalConsumer, Wake};
 use crate::fanout::Targets;
@@ -42,6 +43,7 @@ pub struct Services {
     pub metrics: Metrics,
     pub intake: Intake,
     pub follow_ups: Arc<FollowUps>,
+    pub completeness: Arc<Completeness>,
 }
 
 impl Services {
@@ -58,7 +60,8 @@ impl Services {
         let metrics = Metrics::new();
         let intake = Intake::new(store.clone(), targets.clone(), wake.clone(), metrics.clone());
         let follow_ups = Arc::new(FollowUps::new(accounts.clone(), intake.clone()));
-        Services { store, accounts, targets, wake, metrics, intake, follow_ups }
+        let completeness = Arc::new(Completeness::new(accounts.clone(), intake.clone(), settings.completeness.clone()));
+        Services { store, accounts, targets, wake, metrics, intake, follow_ups, completeness }
     }
 
     pub async fn close(&self) {
@@ -202,6 +205,7 @@ impl Application {
             services.targets.clone(),
             workers_stopped.clone(),
         ));
+        background.spawn(services.completeness.clone().check_periodically(workers_stopped.clone()));
         for (account, interval) in self.periodic {
             background.spawn(services.follow_ups.clone().reconcile_periodically(
                 account,
@@ -272,7 +276,14 @@ fn router(settings: &Settings, services: &Services, draining: Arc<AtomicBool>) -
     let probes = Probes { store: services.store.clone(), draining };
     let mut routes = ingest::routes(ingest_state).merge(probes::routes(probes));
     if let Some(token) = &settings.admin.token {
-        let admin = AdminState { token: token.clone(), store: services.store.clone(), wake: services.wake.clone() };
+        let admin = AdminState {
+            token: token.clone(),
+            store: services.store.clone(),
+            wake: services.wake.clone(),
+            intake: services.intake.clone(),
+            accounts: services.accounts.clone(),
+            completeness: services.completeness.clone(),
+        };
         routes = routes.merge(server::limited(admin::routes(admin), server::ADMIN_CONCURRENCY));
     }
     server::with_middleware(routes)

@@ -1,7 +1,9 @@
 //! The command line: a thin layer over the library. `serve` is the default.
 
+mod completeness;
 mod crypto;
 mod deliveries;
+mod erase;
 mod platform;
 mod reprocess;
 mod table;
@@ -67,6 +69,24 @@ enum Command {
     },
     /// Backfill the calls of a job that the relay never received.
     Reconcile { account: String, job_id: i64 },
+    /// Whether the account's jobs (or one job) got every call, here and at every target.
+    Completeness {
+        account: String,
+        job_id: Option<i64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase a person's data by phone number, here, and (by a person.erased event) downstream.
+    Erase {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        phone: String,
+        /// Count what would be erased; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Play the platform: push a generated campaign's callbacks to a relay and report what happened.
     Simulate(SimulateArgs),
     /// Serve a mock of the platform's REST API (for trying the relay without the platform).
@@ -209,6 +229,12 @@ pub fn main() -> ExitCode {
             }
             Command::Reconcile { account, job_id } => {
                 platform::reconcile(&account, job_id, cli.config.as_deref()).await
+            }
+            Command::Completeness { account, job_id, json } => {
+                completeness::run(&account, job_id, json, cli.config.as_deref()).await
+            }
+            Command::Erase { account, phone, dry_run } => {
+                erase::run(&account, &phone, dry_run, cli.config.as_deref()).await
             }
             Command::Simulate(args) => simulate(args).await,
             Command::MockPlatform { listen, seed, jobs, calls_per_job, push_to, lose_percent } => {

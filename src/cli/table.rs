@@ -53,7 +53,7 @@ fn cell(value: &Value) -> String {
     short.replace(['\n', '\r', '\t'], " ")
 }
 
-fn grid(header: &[String], rows: &[Vec<String>]) -> String {
+pub fn grid(header: &[String], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
         .collect();

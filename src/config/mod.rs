@@ -60,6 +60,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub metrics: MetricsSettings,
     pub retention: RetentionSettings,
+    pub completeness: CompletenessSettings,
     /// `TANYI_RELAY_ENV=production`: public example secrets are refused.
     pub production: bool,
 }
@@ -150,6 +151,14 @@ pub struct RetentionSettings {
     pub transcript_days: u32,
     pub delivery_days: u32,
     pub interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompletenessSettings {
+    /// How often jobs' completeness is judged (operator events, metrics).
+    pub check_interval: Duration,
+    /// How long after its completion a job may stay incomplete before `job.incomplete` goes out.
+    pub incomplete_after: Duration,
 }
 
 impl RetentionSettings {
@@ -287,6 +296,13 @@ impl Settings {
             delivery_days: raw.retention.delivery_days,
             interval: Duration::from_secs(raw.retention.interval_secs),
         };
+        if raw.completeness.check_interval_secs == 0 {
+            problems.add("completeness.check_interval_secs", "must be greater than 0");
+        }
+        let completeness = CompletenessSettings {
+            check_interval: Duration::from_secs(raw.completeness.check_interval_secs),
+            incomplete_after: Duration::from_secs(raw.completeness.incomplete_after_secs),
+        };
         if raw.delivery.poll_interval_ms == 0 || raw.delivery.lease_secs == 0 || raw.delivery.internal_timeout_secs == 0
         {
             problems.add("delivery", "lease_secs, poll_interval_ms and internal_timeout_secs must be greater than 0");
@@ -311,6 +327,7 @@ impl Settings {
             telemetry: TelemetrySettings { format: raw.telemetry.format },
             metrics,
             retention,
+            completeness,
             production: context.production,
         })
     }

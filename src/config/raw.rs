@@ -22,6 +22,7 @@ pub struct Raw {
     pub telemetry: RawTelemetry,
     pub metrics: RawMetrics,
     pub retention: RawRetention,
+    pub completeness: RawCompleteness,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,4 +191,11 @@ pub struct RawRetention {
     pub transcript_days: u32,
     pub delivery_days: u32,
     pub interval_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompleteness {
+    pub check_interval_secs: u64,
+    pub incomplete_after_secs: u64,
 }

@@ -11,15 +11,24 @@ pub enum EventType {
     JobCompleted,
     SmsRequested,
     CallbackUnrecognized,
+    /// Operator event: a completed job still misses calls or deliveries past the configured time.
+    JobIncomplete,
+    /// Operator event: a job's calls are all here and delivered.
+    JobReconciled,
+    /// Operator event: a person's data was erased here; receivers erase their copy.
+    PersonErased,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 8] = [
         EventType::CallFinished,
         EventType::CallUpdated,
         EventType::JobCompleted,
         EventType::SmsRequested,
         EventType::CallbackUnrecognized,
+        EventType::JobIncomplete,
+        EventType::JobReconciled,
+        EventType::PersonErased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -29,7 +38,16 @@ impl EventType {
             EventType::JobCompleted => "job.completed",
             EventType::SmsRequested => "sms.requested",
             EventType::CallbackUnrecognized => "callback.unrecognized",
+            EventType::JobIncomplete => "job.incomplete",
+            EventType::JobReconciled => "job.reconciled",
+            EventType::PersonErased => "person.erased",
         }
+    }
+
+    /// Events about the relay's own view of the data rather than a callback: only targets that
+    /// list them in `events` get them (a target with no `events` gets every callback's event).
+    pub fn is_operator(self) -> bool {
+        matches!(self, EventType::JobIncomplete | EventType::JobReconciled | EventType::PersonErased)
     }
 
     pub fn parse(text: &str) -> Option<EventType> {

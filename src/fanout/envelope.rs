@@ -62,6 +62,25 @@ fn subject(callback: &Callback) -> EventSubject {
     }
 }
 
+/// An operator event (the relay's own finding, not a callback's) for the targets that want it;
+/// `None` when none does.
+pub fn operator_event(
+    targets: &Targets,
+    event_type: EventType,
+    account: &str,
+    subject: EventSubject,
+    data: &Value,
+    now: DateTime<Utc>,
+) -> Option<Outbound> {
+    let targets = targets.wanting_operator_event(event_type, account);
+    if targets.is_empty() {
+        return None;
+    }
+    let id = new_event_id(now);
+    let payload = envelope(event_type, &id, account, now, &data.to_string());
+    Some(Outbound { id, event_type, account: account.to_owned(), created_at: now, subject, payload, targets })
+}
+
 fn envelope(event_type: EventType, id: &str, account: &str, now: DateTime<Utc>, data: &str) -> Box<RawValue> {
     let text = format!(
         r#"{{"type":"{}","id":"{id}","timestamp":"{}","account":{},"data":{data}}}"#,

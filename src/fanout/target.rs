@@ -130,6 +130,9 @@ impl Target {
 
     /// Whether this target wants an event. Intent and result filters concern calls only.
     pub fn wants(&self, event_type: EventType, account: &str, callback: &Callback) -> bool {
+        if event_type.is_operator() {
+            return false;
+        }
         if !self.events.is_empty() && !self.events.contains(&event_type) {
             return false;
         }
@@ -175,6 +178,16 @@ impl Targets {
 
     pub fn matching(&self, event_type: EventType, account: &str, callback: &Callback) -> Vec<String> {
         self.0.iter().filter(|t| t.wants(event_type, account, callback)).map(|t| t.name.clone()).collect()
+    }
+
+    /// The webhooks that list this operator event in their `events` and take this account's.
+    pub fn wanting_operator_event(&self, event_type: EventType, account: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|t| matches!(t.kind, TargetKind::Webhook) && t.events.contains(&event_type))
+            .filter(|t| t.accounts.is_empty() || t.accounts.contains(account))
+            .map(|t| t.name.clone())
+            .collect()
     }
 
     /// Webhooks that want every event, for unit tests of what is announced.

@@ -9,7 +9,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -36,16 +35,8 @@ pub enum FollowUpError {
     Interrupted,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ReconcileReport {
-    pub robot_call_job_id: i64,
-    /// Calls the platform lists for the job.
-    pub listed: u64,
-    /// Calls that were missing here and are now stored.
-    pub backfilled: u64,
-    /// Listed calls whose record could not be parsed (kept raw as rejected in the inbox).
-    pub rejected: u64,
-}
+/// What a run found (listed, backfilled, rejected); it is recorded for the job's completeness.
+pub use crate::store::Reconciled as ReconcileReport;
 
 pub struct FollowUps {
     accounts: Accounts,
@@ -100,6 +91,7 @@ impl FollowUps {
                 }
             }
         }
+        self.intake.store.record_reconciliation(account_name, &report, crate::store::storable_now()).await?;
         tracing::info!(
             account = account_name,
             robot_call_job_id,
@@ -146,7 +138,9 @@ impl FollowUps {
 }
 
 impl FollowUps {
-    /// Reconciles every running job of the account (status `IN_PROCESS`), one after the other.
+    /// Reconciles every running job of the account (status `IN_PROCESS`), and the jobs that calls
+    /// arrived for in the last week but whose completion did not (it may be the callback that was
+    /// lost), one after the other.
     pub async fn reconcile_running_jobs(
         &self,
         account_name: &str,
@@ -162,6 +156,12 @@ impl FollowUps {
                 break;
             }
             page += 1;
+        }
+        let week_ago = crate::store::storable_now() - chrono::Duration::days(7);
+        for job in self.intake.store.jobs_without_completion(account_name, week_ago, 100).await? {
+            if !jobs.contains(&job) {
+                jobs.push(job);
+            }
         }
         let mut reports = Vec::with_capacity(jobs.len());
         for job in jobs {

@@ -63,6 +63,48 @@ impl<'a> AdHoc<'a> {
         Ok(self.rows(sql).await?.into_iter().filter_map(|row| row.into_iter().next()).collect())
     }
 
+    /// Every row of every table (the migrations' bookkeeping aside) as one line of text, with its
+    /// table's name: for tests that must prove a value is nowhere. Bytes appear as hex (Postgres
+    /// `\x…`, SQLite `X'…'`), so a search must look for the hex form too.
+    pub async fn every_row(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut rows = Vec::new();
+        match &self.store.backend {
+            Backend::Postgres(pg) => {
+                let tables: Vec<(String,)> = sqlx::query_as(
+                    "SELECT table_name::text FROM information_schema.tables \
+                     WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+                       AND table_name <> '_sqlx_migrations' ORDER BY 1",
+                )
+                .fetch_all(&pg.pool)
+                .await?;
+                for (table,) in tables {
+                    let sql = format!("SELECT CAST(t AS TEXT) FROM \"{table}\" t");
+                    let lines: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&pg.pool).await?;
+                    rows.extend(lines.into_iter().map(|(line,)| (table.clone(), line)));
+                }
+            }
+            Backend::Sqlite(lite) => {
+                let tables: Vec<(String,)> = sqlx::query_as(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' \
+                     AND name NOT IN ('_sqlx_migrations', 'sqlite_sequence') ORDER BY 1",
+                )
+                .fetch_all(&lite.readers)
+                .await?;
+                for (table,) in tables {
+                    let columns: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info(?1)")
+                        .bind(&table)
+                        .fetch_all(&lite.readers)
+                        .await?;
+                    let line: Vec<String> = columns.iter().map(|(c,)| format!("quote(\"{c}\")")).collect();
+                    let sql = format!("SELECT {} FROM \"{table}\"", line.join(" || '|' || "));
+                    let lines: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&lite.readers).await?;
+                    rows.extend(lines.into_iter().map(|(line,)| (table.clone(), line)));
+                }
+            }
+        }
+        Ok(rows)
+    }
+
     /// Takes every connection of the pool that serves callbacks (Postgres), until dropped.
     pub async fn hold_every_connection(&self, connections: u32) -> Result<HeldConnections, StoreError> {
         Ok(match &self.store.backend {

@@ -14,6 +14,10 @@ pub(super) struct Dialect {
     /// Taking and releasing the lock that lets one replica purge at a time; `None`: one writer
     /// anyway.
     pub purge_lock: Option<(&'static str, &'static str)>,
+    /// The function giving where a text occurs in another (haystack, needle), 0 when it does not.
+    pub text_position: &'static str,
+    /// True when the inbox `body` (bytes) holds the text bound as `$2`.
+    pub bytes_contain: &'static str,
 }
 
 /// The Postgres channel on which a commit that adds deliveries wakes every replica's worker.
@@ -30,10 +34,19 @@ pub(super) const POSTGRES: Dialect = Dialect {
         "SELECT pg_try_advisory_lock(hashtext('tanyi-relay purge ' || current_schema()))",
         "SELECT pg_advisory_unlock(hashtext('tanyi-relay purge ' || current_schema()))",
     )),
+    text_position: "strpos",
+    bytes_contain: "position(convert_to($2, 'UTF8') in body) > 0",
 };
 
 /// SQLite has one writer at a time, so an `UPDATE … WHERE id IN (SELECT …)` is already atomic.
 /// Write transactions take the write lock up front (IMMEDIATE): one that read first and then tried
 /// to write while another connection writes would fail at once with SQLITE_BUSY instead of waiting.
-pub(super) const SQLITE: Dialect =
-    Dialect { begin_write: "BEGIN IMMEDIATE", skip_locked: "", lock_head: "", notify: None, purge_lock: None };
+pub(super) const SQLITE: Dialect = Dialect {
+    begin_write: "BEGIN IMMEDIATE",
+    skip_locked: "",
+    lock_head: "",
+    notify: None,
+    purge_lock: None,
+    text_position: "instr",
+    bytes_contain: "instr(body, CAST($2 AS BLOB)) > 0",
+};

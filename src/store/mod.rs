@@ -12,7 +12,9 @@
 
 mod adhoc;
 mod calls;
+mod completeness;
 mod dialect;
+mod erasure;
 mod error;
 pub mod group_commit;
 mod intake;
@@ -32,8 +34,9 @@ pub use error::StoreError;
 pub use intake::{storable_now, PendingCallback, Recorded};
 pub use retention::PURGE_BATCH;
 pub use rows::{
-    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, Cutoffs, DeliveryFilter, DeliveryRow, Enrichment, EventFilter,
-    EventRow, InboxEntry, PurgeReport, QueueStats, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
+    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, Cutoffs, DeliveryFilter, DeliveryRow, Enrichment,
+    ErasureCounts, ErasureEntry, ErasureSubject, EventFilter, EventRow, InboxEntry, JobAnnouncement, JobProgress,
+    PurgeReport, QueueStats, Reconciled, StoredCall, StoredJob, StoredSmsMessage, StoredTurn, TargetDeliveries,
 };
 
 use crate::config::{DatabaseBackend, DatabaseSettings};

@@ -24,6 +24,12 @@ pub(super) mod batch;
 #[path = "sql/calls.rs"]
 pub(super) mod calls;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/completeness.rs"]
+pub(super) mod completeness;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/erasure.rs"]
+pub(super) mod erasure;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/inbox.rs"]
 pub(super) mod inbox;
 #[allow(clippy::duplicate_mod)]

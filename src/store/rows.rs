@@ -284,3 +284,115 @@ pub struct PurgeReport {
     pub deliveries_deleted: u64,
     pub events_deleted: u64,
 }
+
+/// What one reconciliation run of a job found: the calls the platform listed, those stored now
+/// because they were missing, and those that could not be parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reconciled {
+    pub robot_call_job_id: i64,
+    pub listed: u64,
+    pub backfilled: u64,
+    pub rejected: u64,
+}
+
+/// The operator event last announced about a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAnnouncement {
+    #[default]
+    Nothing,
+    Incomplete,
+    Reconciled,
+}
+
+impl JobAnnouncement {
+    pub fn event_type(self) -> Option<EventType> {
+        match self {
+            JobAnnouncement::Nothing => None,
+            JobAnnouncement::Incomplete => Some(EventType::JobIncomplete),
+            JobAnnouncement::Reconciled => Some(EventType::JobReconciled),
+        }
+    }
+}
+
+impl TryFrom<Option<String>> for JobAnnouncement {
+    type Error = crate::domain::ParseStatusError;
+
+    fn try_from(text: Option<String>) -> Result<Self, Self::Error> {
+        match text.as_deref().map(EventType::parse) {
+            None => Ok(JobAnnouncement::Nothing),
+            Some(Some(EventType::JobIncomplete)) => Ok(JobAnnouncement::Incomplete),
+            Some(Some(EventType::JobReconciled)) => Ok(JobAnnouncement::Reconciled),
+            Some(_) => Err(crate::domain::ParseStatusError::new("job announcement", text.as_deref().unwrap_or(""))),
+        }
+    }
+}
+
+/// A job's completeness figures as the database has them (`report_job_completeness`), before
+/// they are judged complete or not.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct JobProgress {
+    pub account: String,
+    pub robot_call_job_id: i64,
+    pub completion_received_at: Option<DateTime<Utc>>,
+    pub calls_pushed: i64,
+    pub calls_backfilled: i64,
+    /// Finished calls the platform listed at the last reconciliation; `None`: never reconciled.
+    pub calls_listed: Option<i64>,
+    pub calls_missing: Option<i64>,
+    pub calls_rejected: Option<i64>,
+    pub reconciliation_runs: Option<i64>,
+    pub reconciled_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "Option<String>")]
+    pub announced: JobAnnouncement,
+    pub announced_at: Option<DateTime<Utc>>,
+    /// Per target, its deliveries of the job's events (operator events left out).
+    #[sqlx(skip)]
+    pub deliveries: Vec<TargetDeliveries>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TargetDeliveries {
+    pub target: String,
+    pub delivered: i64,
+    pub pending: i64,
+    pub dead: i64,
+}
+
+/// Rows an erasure changed, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErasureCounts {
+    pub call_records: u64,
+    pub call_turns: u64,
+    pub sms_requests: u64,
+    pub sms_messages: u64,
+    pub inbox_bodies: u64,
+    pub events: u64,
+    pub deliveries_cancelled: u64,
+    pub attempt_snippets: u64,
+    /// Other rows that mentioned the number (another call's transcript or properties, an
+    /// answer of a receiver, a rejected body).
+    pub other_rows: u64,
+}
+
+/// One erasure, as its log keeps it: the number only as a keyed hash.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct ErasureEntry {
+    pub id: i64,
+    pub account: String,
+    pub phone_hash: String,
+    pub requested_by: String,
+    pub erased_at: DateTime<Utc>,
+    pub call_record_ids: Json<Vec<i64>>,
+    pub counts: Json<ErasureCounts>,
+}
+
+/// Whom an erasure is about: the number, and what the store found for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureSubject {
+    pub account: String,
+    pub phone_number: String,
+    pub call_record_ids: Vec<i64>,
+    /// The names the person's records give them.
+    pub names: Vec<String>,
+}

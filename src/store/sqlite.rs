@@ -29,6 +29,12 @@ const DIALECT: Dialect = dialect::SQLITE;
 #[path = "sql/calls.rs"]
 pub(super) mod calls;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/completeness.rs"]
+pub(super) mod completeness;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/erasure.rs"]
+pub(super) mod erasure;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/inbox.rs"]
 pub(super) mod inbox;
 #[allow(clippy::duplicate_mod)]

@@ -173,7 +173,7 @@ pub async fn enrich(
     let changed = previous_level != enrichment.real_intent_level;
     let outbound = announce.filter(|o| changed && !o.targets.is_empty());
     if let Some(outbound) = &outbound {
-        outbox::insert(&mut tx, inbox_id, outbound).await?;
+        outbox::insert(&mut tx, Some(inbox_id), outbound).await?;
     }
     tx.commit().await?;
     Ok(outbound)

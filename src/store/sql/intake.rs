@@ -83,7 +83,7 @@ async fn store_one(tx: &mut Tx, item: &mut PendingCallback) -> Result<(Ingested,
     };
     let outbound = item.announcements.take(outcome).filter(|o| !o.targets.is_empty());
     if let Some(outbound) = &outbound {
-        outbox::insert(tx, inbox_id, outbound).await?;
+        outbox::insert(tx, Some(inbox_id), outbound).await?;
     }
     Ok((outcome, outbound))
 }

@@ -15,7 +15,7 @@ use crate::store::{
 };
 
 /// The event and one delivery per target, in the caller's transaction.
-pub async fn insert(tx: &mut Tx, inbox_id: i64, outbound: &Outbound) -> Result<(), StoreError> {
+pub async fn insert(tx: &mut Tx, inbox_id: Option<i64>, outbound: &Outbound) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO events (id, account, type, payload, inbox_id, created_at, call_record_id, robot_call_job_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
