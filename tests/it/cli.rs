@@ -195,3 +195,52 @@ fn sigterm_under_load_loses_no_acknowledged_callback_and_exits_in_time() {
     let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(id)).collect();
     assert!(lost.is_empty(), "{} acknowledged callbacks lost: {lost:?}", lost.len());
 }
+
+#[tokio::test]
+async fn completeness_prints_a_table_and_erase_counts_on_a_dry_run_then_erases() {
+    let db = crate::common::sqlite().await;
+    let app = crate::common::TestApp::spawn(&db).await;
+    crate::common::assert_acked(app.post(crate::common::sample("call_record.json")).await).await;
+    app.stop().await;
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(config.path(), crate::common::ACCOUNTS_TOML).unwrap();
+    let with_config = |args: &[&str]| {
+        let mut all = vec!["--config", config.path().to_str().unwrap()];
+        all.extend_from_slice(args);
+        relay(&all, &[("TANYI_RELAY__DATABASE__URL", db.url.as_str())])
+    };
+
+    let table = stdout(&with_config(&["completeness", "acme"]));
+    let header = table.lines().next().unwrap_or_default();
+    assert!(header.contains("job") && header.contains("state") && header.contains("missing"), "{table}");
+    let row = table.lines().find(|l| l.contains("43")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("unknown"), "no API credentials: {row}");
+    let one: serde_json::Value =
+        serde_json::from_str(&stdout(&with_config(&["completeness", "acme", "43", "--json"]))).unwrap();
+    assert_eq!(one[0]["calls"]["pushed"], 1);
+    let missing = with_config(&["completeness", "acme", "999"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nothing is known about job 999"));
+
+    let dry: serde_json::Value = serde_json::from_str(&stdout(&with_config(&[
+        "erase",
+        "--account",
+        "acme",
+        "--phone",
+        "17751279857",
+        "--dry-run",
+    ])))
+    .unwrap();
+    assert_eq!(dry["call_record_ids"], serde_json::json!([119]));
+    assert_eq!(dry["dry_run"], true);
+    let erased: serde_json::Value =
+        serde_json::from_str(&stdout(&with_config(&["erase", "--account", "acme", "--phone", "17751279857"]))).unwrap();
+    assert_eq!(erased["counts"]["call_records"], 1);
+    assert!(erased["erasure_id"].is_i64());
+    let again: serde_json::Value =
+        serde_json::from_str(&stdout(&with_config(&["erase", "--account", "acme", "--phone", "17751279857"]))).unwrap();
+    assert_eq!(again["call_record_ids"], serde_json::json!([]), "nothing left to find");
+    let bad = with_config(&["erase", "--account", "acme", "--phone", "12x"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("phone_number"));
+}
