@@ -18,14 +18,26 @@ impl Store {
         })
     }
 
-    /// Erases the person's data (see `sql/erasure.rs`); a dry run counts and changes nothing.
+    /// Erases the person's data (see `sql/erasure.rs`): their calls, then every other mention of
+    /// their number, and of their names where it belongs to no call. Mentions are searched by
+    /// reading and cleared by id in short transactions. A dry run counts and changes nothing.
     pub async fn erase(
         &self,
         person: &ErasureSubject,
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<ErasureCounts, StoreError> {
-        run!(self, write, erasure::erase(person, now, dry_run))
+        let mut counts = ErasureCounts::default();
+        run!(self, write, erasure::erase_calls_batched(person, now, dry_run, &mut counts))?;
+        let needles = std::iter::once((person.phone_number.as_str(), false))
+            .chain(person.names.iter().map(|name| (name.as_str(), true)));
+        for (needle, unlinked_only) in needles {
+            let account = person.account.as_str();
+            let theirs = person.call_record_ids.as_slice();
+            let found = run!(self, read, erasure::find_mentions(account, needle, unlinked_only, theirs))?;
+            run!(self, write, erasure::clear_mentions(account, &found, now, dry_run, &mut counts))?;
+        }
+        Ok(counts)
     }
 
     /// The key of the erasure log's hashes, random per database.

@@ -396,3 +396,18 @@ pub struct ErasureSubject {
     /// The names the person's records give them.
     pub names: Vec<String>,
 }
+
+/// Rows outside a person's own calls that mention their number or name, found by reading and
+/// cleared by id afterwards.
+#[derive(Debug, Default)]
+pub struct Mentions {
+    pub(in crate::store) inbox: Vec<i64>,
+    pub(in crate::store) events: Vec<(String, String, Option<i64>)>,
+    /// (call_record_id, seq)
+    pub(in crate::store) turns: Vec<(i64, i64)>,
+    pub(in crate::store) calls: Vec<i64>,
+    /// (sms_request_id, seq)
+    pub(in crate::store) sms_messages: Vec<(i64, i64)>,
+    pub(in crate::store) attempts: Vec<i64>,
+    pub(in crate::store) deliveries: Vec<i64>,
+}

@@ -20,7 +20,7 @@ fn config(platform: &MockPlatform, base: &str, crm: &Receiver, ops: &Receiver, a
         "[[accounts]]\nname = \"acme\"\ncallback_key = \"acme-callback-key-0001\"\n{account_extra}\n\
          [accounts.api]\nbase_url = \"{base}\"\napp_key = \"{}\"\napp_secret = \"{}\"\ntenant_sign = \"{}\"\n\n\
          [[targets]]\nname = \"crm\"\nurl = \"{}\"\nsecrets = [\"{SECRET}\"]\nevents = [\"call.finished\"]\n\
-         retry_schedule_secs = [0.2]\nretry_window_secs = 3600\n\n\
+         retry_schedule_secs = [0.2]\nmax_attempts = 1000\nretry_window_secs = 3600\n\n\
          [[targets]]\nname = \"ops\"\nurl = \"{}\"\nsecrets = [\"{SECRET}\"]\n\
          events = [\"job.incomplete\", \"job.reconciled\", \"person.erased\"]\n",
         c.app_key, c.app_secret, c.tenant_sign, crm.url, ops.url
@@ -61,7 +61,7 @@ async fn wait_completeness(app: &TestApp, job: i64, what: &str, done: impl Fn(&V
         if done(&now) {
             return now;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "{:?}: never {what}: {now:#}", app.backend);
+        assert!(start.elapsed() < Duration::from_secs(40), "{:?}: never {what}: {now:#}", app.backend);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

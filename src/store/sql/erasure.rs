@@ -3,6 +3,8 @@
 //! redacted and their pending deliveries cancelled, and every other mention of the number cleared.
 //! Each step runs in the caller's transaction.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::types::Json;
@@ -10,6 +12,7 @@ use sqlx::{Pool, QueryBuilder};
 
 use super::{outbox, Db, Tx, DIALECT};
 use crate::domain::{DeliveryStatus, Outbound};
+use crate::store::rows::Mentions;
 use crate::store::{ErasureCounts, ErasureEntry, ErasureSubject, StoreError};
 
 /// Why a pending delivery of an erased person's event did not go out.
@@ -68,34 +71,30 @@ pub async fn names(pool: &Pool<Db>, account: &str, ids: &[i64]) -> Result<Vec<St
 /// Calls erased per transaction: a long erasure does not hold its locks for long.
 const CALLS_PER_BATCH: usize = 200;
 
-/// Erases the person's calls (one transaction per batch), then every other mention of the number
-/// and of their names. A dry run does it all in one transaction and rolls it back, so that its
-/// counts are those a real run would give. Idempotent: run again, it changes nothing more.
-pub async fn erase(
+/// Erases the person's calls, one transaction per batch. A dry run does every batch in one
+/// transaction and rolls it back, so that its counts are those a real run would give.
+/// Idempotent: run again, it changes nothing more.
+pub async fn erase_calls_batched(
     pool: &Pool<Db>,
     person: &ErasureSubject,
     now: DateTime<Utc>,
     dry_run: bool,
-) -> Result<ErasureCounts, StoreError> {
-    let mut counts = ErasureCounts::default();
+    counts: &mut ErasureCounts,
+) -> Result<(), StoreError> {
     let mut tx = pool.begin_with(DIALECT.begin_write).await?;
     for batch in person.call_record_ids.chunks(CALLS_PER_BATCH) {
-        erase_calls(&mut tx, &person.account, batch, now, &mut counts).await?;
+        erase_calls(&mut tx, &person.account, batch, now, counts).await?;
         if !dry_run {
             tx.commit().await?;
             tx = pool.begin_with(DIALECT.begin_write).await?;
         }
-    }
-    erase_mentions(&mut tx, &person.account, &person.phone_number, false, now, &mut counts).await?;
-    for name in &person.names {
-        erase_mentions(&mut tx, &person.account, name, true, now, &mut counts).await?;
     }
     if dry_run {
         tx.rollback().await?;
     } else {
         tx.commit().await?;
     }
-    Ok(counts)
+    Ok(())
 }
 
 /// Clears everything the relay holds about these calls.
@@ -203,64 +202,143 @@ async fn redact_events(
     Ok(())
 }
 
-/// Clears every other mention of `needle` in the account's data: raw bodies (rejected ones
-/// too), event payloads, transcripts, other calls' free-text fields, SMS texts, what receivers
-/// answered. `linked_only` limits it to rows that belong to no call (used for the person's
-/// name, which other people may share): unrecognized or rejected bodies and events with no call.
-async fn erase_mentions(
-    tx: &mut Tx,
+/// Finds, by reading only (the scan of every body and payload holds no write lock, which on
+/// SQLite would stop every callback), the rows outside the person's own calls (`theirs`, erased
+/// by `erase_calls_batched`) that mention `needle`: raw bodies (rejected ones too), event payloads,
+/// transcripts, other calls' free-text fields, SMS texts, what receivers answered. `unlinked_only`
+/// keeps to rows that belong to no call (for the person's name, which other people may share):
+/// unrecognized or rejected bodies and events with no call.
+pub async fn find_mentions(
+    pool: &Pool<Db>,
     account: &str,
     needle: &str,
-    linked_only: bool,
+    unlinked_only: bool,
+    theirs: &[i64],
+) -> Result<Mentions, StoreError> {
+    let theirs: HashSet<i64> = theirs.iter().copied().collect();
+    let other = |call: Option<i64>| call.is_none_or(|id| !theirs.contains(&id));
+    let contains = |column: &str| format!("{}(CAST({column} AS TEXT), $2) > 0", DIALECT.text_position);
+    // A macro, not a closure: each query gives rows of its own type.
+    macro_rules! fetch {
+        ($sql:expr) => {
+            sqlx::query_as(&$sql).bind(account).bind(needle).fetch_all(pool)
+        };
+    }
+    let mut found = Mentions::default();
+
+    let unlinked = if unlinked_only { " AND status <> 'stored'" } else { "" };
+    let rows: Vec<(i64, String)> = fetch!(format!(
+        "SELECT id, dedup_key FROM inbox WHERE account = $1 AND body IS NOT NULL AND {}{unlinked}",
+        DIALECT.bytes_contain
+    ))
+    .await?;
+    found.inbox = rows.into_iter().filter(|(_, key)| other(call_of_dedup_key(key))).map(|(id, _)| id).collect();
+    let unlinked = if unlinked_only { " AND call_record_id IS NULL" } else { "" };
+    let rows: Vec<(String, String, Option<i64>)> = fetch!(format!(
+        "SELECT id, type, call_record_id FROM events WHERE account = $1 AND {}{unlinked}",
+        contains("payload")
+    ))
+    .await?;
+    found.events = rows.into_iter().filter(|(_, _, call)| other(*call)).collect();
+    if unlinked_only {
+        return Ok(found);
+    }
+    let rows: Vec<(i64, i64)> =
+        fetch!(format!("SELECT call_record_id, seq FROM call_turns WHERE account = $1 AND {}", contains("text")))
+            .await?;
+    found.turns = rows.into_iter().filter(|(call, _)| other(Some(*call))).collect();
+    let rows: Vec<(i64,)> = fetch!(format!(
+        "SELECT call_record_id FROM call_records WHERE account = $1 AND ({} OR {} OR {})",
+        contains("properties"),
+        contains("extra"),
+        contains("analysis_basis")
+    ))
+    .await?;
+    found.calls = rows.into_iter().map(|(call,)| call).filter(|call| other(Some(*call))).collect();
+    let rows: Vec<(i64, i64, i64)> = fetch!(format!(
+        "SELECT m.sms_request_id, m.seq, r.call_record_id FROM sms_messages m \
+         JOIN sms_requests r ON r.id = m.sms_request_id WHERE r.account = $1 AND ({} OR {})",
+        contains("m.message"),
+        contains("m.var_map")
+    ))
+    .await?;
+    found.sms_messages =
+        rows.into_iter().filter(|(_, _, call)| other(Some(*call))).map(|(id, seq, _)| (id, seq)).collect();
+    let rows: Vec<(i64, Option<i64>)> = fetch!(format!(
+        "SELECT a.id, e.call_record_id FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
+         JOIN events e ON e.id = d.event_id WHERE e.account = $1 AND ({} OR {})",
+        contains("a.response_snippet"),
+        contains("a.error")
+    ))
+    .await?;
+    found.attempts = rows.into_iter().filter(|(_, call)| other(*call)).map(|(id, _)| id).collect();
+    let rows: Vec<(i64, Option<i64>)> = fetch!(format!(
+        "SELECT d.id, e.call_record_id FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE e.account = $1 AND {}",
+        contains("d.last_error")
+    ))
+    .await?;
+    found.deliveries = rows.into_iter().filter(|(_, call)| other(*call)).map(|(id, _)| id).collect();
+    Ok(found)
+}
+
+/// The call a raw body is about, from its key (`call:<id>`, `sms:<call id>:<hash>`).
+fn call_of_dedup_key(key: &str) -> Option<i64> {
+    let rest = key.strip_prefix("call:").or_else(|| key.strip_prefix("sms:"))?;
+    rest.split(':').next()?.parse().ok()
+}
+
+/// Clears what `find_mentions` found, in one short transaction (rolled back for a dry run).
+pub async fn clear_mentions(
+    pool: &Pool<Db>,
+    account: &str,
+    found: &Mentions,
     now: DateTime<Utc>,
+    dry_run: bool,
     counts: &mut ErasureCounts,
 ) -> Result<(), StoreError> {
-    let contains = |column: &str| format!("{}(CAST({column} AS TEXT), $2) > 0", DIALECT.text_position);
-    let unlinked = if linked_only { " AND status <> 'stored'" } else { "" };
-    let sql = format!(
-        "UPDATE inbox SET body = NULL WHERE account = $1 AND body IS NOT NULL AND {}{unlinked}",
-        DIALECT.bytes_contain
-    );
-    counts.inbox_bodies += sqlx::query(&sql).bind(account).bind(needle).execute(&mut **tx).await?.rows_affected();
-
-    let unlinked = if linked_only { " AND call_record_id IS NULL" } else { "" };
-    let sql =
-        format!("SELECT id, type, call_record_id FROM events WHERE account = $1 AND {}{unlinked}", contains("payload"));
-    let events: Vec<(String, String, Option<i64>)> =
-        sqlx::query_as(&sql).bind(account).bind(needle).fetch_all(&mut **tx).await?;
-    redact_events(tx, account, &events, now, counts).await?;
-    if linked_only {
-        return Ok(());
+    let mut tx = pool.begin_with(DIALECT.begin_write).await?;
+    for chunk in found.inbox.chunks(super::ROWS_PER_INSERT) {
+        let mut query = QueryBuilder::<Db>::new("UPDATE inbox SET body = NULL WHERE 1 = 1");
+        in_list(&mut query, " AND id", chunk);
+        counts.inbox_bodies += query.build().execute(&mut *tx).await?.rows_affected();
     }
-    let updates = [
-        format!("UPDATE call_turns SET text = NULL WHERE account = $1 AND {}", contains("text")),
-        format!(
-            "UPDATE call_records SET properties = '{{}}', extra = '{{}}', analysis_basis = NULL \
-             WHERE account = $1 AND ({} OR {} OR {})",
-            contains("properties"),
-            contains("extra"),
-            contains("analysis_basis")
+    redact_events(&mut tx, account, &found.events, now, counts).await?;
+    for (call, seq) in &found.turns {
+        let query =
+            sqlx::query("UPDATE call_turns SET text = NULL WHERE account = $1 AND call_record_id = $2 AND seq = $3");
+        counts.other_rows += query.bind(account).bind(call).bind(seq).execute(&mut *tx).await?.rows_affected();
+    }
+    for (request, seq) in &found.sms_messages {
+        let query = sqlx::query(
+            "UPDATE sms_messages SET message = NULL, var_map = '{}' WHERE sms_request_id = $1 AND seq = $2",
+        );
+        counts.other_rows += query.bind(request).bind(seq).execute(&mut *tx).await?.rows_affected();
+    }
+    // A call record's id is unique within its account only.
+    let by_id: [(&str, &[i64], bool); 3] = [
+        (
+            "UPDATE call_records SET properties = '{}', extra = '{}', analysis_basis = NULL WHERE call_record_id",
+            &found.calls,
+            true,
         ),
-        format!(
-            "UPDATE sms_messages SET message = NULL, var_map = '{{}}' WHERE ({} OR {}) \
-             AND sms_request_id IN (SELECT id FROM sms_requests WHERE account = $1)",
-            contains("message"),
-            contains("var_map")
-        ),
-        format!(
-            "UPDATE delivery_attempts SET response_snippet = NULL, error = NULL WHERE ({} OR {}) \
-             AND delivery_id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id WHERE e.account = $1)",
-            contains("response_snippet"),
-            contains("error")
-        ),
-        format!(
-            "UPDATE deliveries SET last_error = NULL WHERE {} \
-             AND event_id IN (SELECT id FROM events WHERE account = $1)",
-            contains("last_error")
-        ),
+        ("UPDATE delivery_attempts SET response_snippet = NULL, error = NULL WHERE id", &found.attempts, false),
+        ("UPDATE deliveries SET last_error = NULL WHERE id", &found.deliveries, false),
     ];
-    for sql in &updates {
-        counts.other_rows += sqlx::query(sql).bind(account).bind(needle).execute(&mut **tx).await?.rows_affected();
+    for (update, ids, per_account) in by_id {
+        for chunk in ids.chunks(super::ROWS_PER_INSERT) {
+            let mut query = QueryBuilder::<Db>::new("");
+            in_list(&mut query, update, chunk);
+            if per_account {
+                query.push(" AND account = ").push_bind(account);
+            }
+            counts.other_rows += query.build().execute(&mut *tx).await?.rows_affected();
+        }
+    }
+    if dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
     }
     Ok(())
 }
