@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod completeness;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod erasure;
 pub mod fanout;

@@ -36,7 +36,8 @@ pub use retention::PURGE_BATCH;
 pub use rows::{
     AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, Cutoffs, DeliveryFilter, DeliveryRow, Enrichment,
     ErasureCounts, ErasureEntry, ErasureSubject, EventFilter, EventRow, InboxEntry, JobAnnouncement, JobProgress,
-    PurgeReport, QueueStats, Reconciled, StoredCall, StoredJob, StoredSmsMessage, StoredTurn, TargetDeliveries,
+    JobSummary, PurgeReport, QueueStats, Reconciled, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
+    TargetDeliveries,
 };
 
 use crate::config::{DatabaseBackend, DatabaseSettings};

@@ -411,3 +411,29 @@ pub struct Mentions {
     pub(in crate::store) attempts: Vec<i64>,
     pub(in crate::store) deliveries: Vec<i64>,
 }
+
+/// One job of `report_job_summary`: its calls, answers and intent grades.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct JobSummary {
+    pub robot_call_job_id: i64,
+    pub calls: i64,
+    pub answered: i64,
+    pub answer_rate: Option<f64>,
+    pub grade_a: i64,
+    pub grade_b: i64,
+    pub grade_c: i64,
+    pub grade_d: i64,
+    pub grade_e: i64,
+    pub grade_f: i64,
+    pub grade_other: i64,
+    pub first_call_at: Option<DateTime<Utc>>,
+    pub last_call_at: Option<DateTime<Utc>>,
+    pub job_completed_at: Option<DateTime<Utc>>,
+}
+
+impl JobSummary {
+    /// The A–F counts, in order.
+    pub fn grades(&self) -> [i64; 6] {
+        [self.grade_a, self.grade_b, self.grade_c, self.grade_d, self.grade_e, self.grade_f]
+    }
+}

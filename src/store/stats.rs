@@ -2,12 +2,17 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{run, Backend, QueueStats, Store, StoreError};
+use super::{run, Backend, JobSummary, QueueStats, Store, StoreError};
 
 impl Store {
     /// Pending and dead deliveries per target, and the oldest due one.
     pub async fn queue_stats(&self, now: DateTime<Utc>) -> Result<Vec<QueueStats>, StoreError> {
         run!(self, read, stats::queue_stats(now))
+    }
+
+    /// The account's latest `limit` jobs as `report_job_summary` has them.
+    pub async fn job_summaries(&self, account: &str, limit: i64) -> Result<Vec<JobSummary>, StoreError> {
+        run!(self, read, stats::job_summaries(account, limit))
     }
 
     /// Connections open and connections busy.

@@ -11,6 +11,7 @@ mod api_signature;
 mod cli;
 mod completeness;
 mod connections;
+mod console;
 mod crypto_vectors;
 mod deploy;
 mod docs;

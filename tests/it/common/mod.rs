@@ -2,6 +2,7 @@
 //! `TEST_DATABASE_URL` is set), the real application on port 0, real HTTP.
 #![allow(dead_code)] // `tests/logs.rs` uses only a part of the harness
 
+pub mod browser;
 pub mod ledger;
 pub mod process;
 pub mod proxy;

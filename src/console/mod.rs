@@ -1,0 +1,217 @@
+//! The operator console under `/console`: server-rendered pages (maud), in Chinese and English,
+//! behind a sign-in with the admin token. Absent unless `admin.token` is set. Every page reads
+//! through the same store operations as the admin API and the CLI.
+
+mod i18n;
+mod pages;
+mod session;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use maud::Markup;
+use serde::Deserialize;
+
+use crate::account::Accounts;
+use crate::completeness::Completeness;
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+use i18n::{Label, Lang};
+use session::{Session, Sessions};
+
+/// Jobs shown per account on the jobs page: the latest by job id.
+const JOBS_PER_PAGE: i64 = 100;
+
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub sessions: Arc<Sessions>,
+    pub token: Secret,
+    pub store: Store,
+    pub accounts: Accounts,
+    pub completeness: Arc<Completeness>,
+    /// Mark cookies `Secure` (the public URL is https; behind a TLS-terminating load balancer).
+    pub secure_cookies: bool,
+}
+
+impl ConsoleState {
+    pub fn new(
+        token: Secret,
+        store: Store,
+        accounts: Accounts,
+        completeness: Arc<Completeness>,
+        secure_cookies: bool,
+    ) -> ConsoleState {
+        ConsoleState { sessions: Arc::new(Sessions::new(&token)), token, store, accounts, completeness, secure_cookies }
+    }
+}
+
+pub fn routes(state: ConsoleState) -> Router {
+    Router::new()
+        .route("/console", get(|| async { Redirect::to("/console/jobs") }))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", axum::routing::post(logout))
+        .route("/console/jobs", get(jobs_page))
+        .route("/console/static/console.css", get(stylesheet))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+fn lang(headers: &HeaderMap, query: &LangQuery) -> Lang {
+    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    Lang::choose(query.lang.as_deref(), cookie(headers, "lang"), accept)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn session(state: &ConsoleState, headers: &HeaderMap) -> Option<Session> {
+    state.sessions.verify(cookie(headers, session::COOKIE)?, now_secs())
+}
+
+/// A page with the headers every console answer carries: nothing cached, no framing, only our
+/// own stylesheet, and the chosen language remembered when it was picked by `?lang=`.
+fn page(status: StatusCode, markup: Markup, lang: Lang, query: &LangQuery) -> Response {
+    let mut response = (status, markup.into_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    secure_headers(headers);
+    if query.lang.is_some() {
+        let value = format!("lang={}; Path=/console; Max-Age=31536000; SameSite=Strict", lang.code());
+        headers.append(header::SET_COOKIE, HeaderValue::from_str(&value).expect("ASCII"));
+    }
+    response
+}
+
+fn secure_headers(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+}
+
+fn to_login() -> Response {
+    let mut response = Redirect::to("/console/login").into_response();
+    secure_headers(response.headers_mut());
+    response
+}
+
+async fn login_page(headers: HeaderMap, Query(query): Query<LangQuery>) -> Response {
+    let lang = lang(&headers, &query);
+    page(StatusCode::OK, pages::login(lang, None), lang, &query)
+}
+
+/// The form's fields, read from `application/x-www-form-urlencoded`.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(body).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+async fn login(State(state): State<ConsoleState>, headers: HeaderMap, body: Bytes) -> Response {
+    let query = LangQuery { lang: None };
+    let lang = lang(&headers, &query);
+    let now = Instant::now();
+    if !state.sessions.may_try(now) {
+        tracing::warn!("console sign-in refused: too many failed attempts");
+        return page(StatusCode::TOO_MANY_REQUESTS, pages::login(lang, Some(Label::TooManyAttempts)), lang, &query);
+    }
+    let given = form_field(&body, "token").unwrap_or_default();
+    if !state.token.matches(given.as_bytes()) {
+        state.sessions.failed(now);
+        tracing::warn!("console sign-in failed: wrong token");
+        return page(StatusCode::UNAUTHORIZED, pages::login(lang, Some(Label::WrongToken)), lang, &query);
+    }
+    tracing::info!("console sign-in");
+    let secure = if state.secure_cookies || forwarded_https(&headers) { "; Secure" } else { "" };
+    let value = format!(
+        "{}={}; Path=/console; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        session::COOKIE,
+        state.sessions.issue(now_secs()),
+        session::LIFETIME.as_secs()
+    );
+    let mut response = Redirect::to("/console/jobs").into_response();
+    response.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&value).expect("ASCII"));
+    secure_headers(response.headers_mut());
+    response
+}
+
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+async fn logout(State(state): State<ConsoleState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(session) = session(&state, &headers) else { return to_login() };
+    if !state.sessions.csrf_matches(&session, &form_field(&body, "csrf").unwrap_or_default()) {
+        return (StatusCode::FORBIDDEN, "invalid form token").into_response();
+    }
+    let mut response = to_login();
+    let value = format!("{}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict", session::COOKIE);
+    response.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&value).expect("ASCII"));
+    response
+}
+
+async fn jobs_page(State(state): State<ConsoleState>, headers: HeaderMap, Query(query): Query<LangQuery>) -> Response {
+    let Some(session) = session(&state, &headers) else { return to_login() };
+    let lang = lang(&headers, &query);
+    match account_jobs(&state).await {
+        Ok(accounts) => {
+            let csrf = state.sessions.csrf_token(&session);
+            page(StatusCode::OK, pages::jobs(lang, &csrf, &accounts), lang, &query)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "console page failed on storage");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; retry later").into_response()
+        }
+    }
+}
+
+async fn account_jobs(state: &ConsoleState) -> Result<Vec<pages::AccountJobs>, StoreError> {
+    let mut all = Vec::new();
+    for account in state.accounts.all() {
+        let jobs = state.completeness.jobs(&account.name, JOBS_PER_PAGE).await?;
+        let mut summaries = state.store.job_summaries(&account.name, JOBS_PER_PAGE).await?;
+        let jobs = jobs
+            .into_iter()
+            .map(|job| {
+                let at = summaries.iter().position(|s| s.robot_call_job_id == job.robot_call_job_id);
+                (job, at.map(|i| summaries.swap_remove(i)))
+            })
+            .collect();
+        all.push(pages::AccountJobs { account: account.name.clone(), jobs });
+    }
+    Ok(all)
+}
+
+async fn stylesheet() -> Response {
+    let mut response = include_str!("console.css").into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response
+}

@@ -1,0 +1,184 @@
+//! The console's pages, rendered on the server (maud escapes every value it is given).
+
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+use super::i18n::{intent_grade, job_state, Label, Lang};
+use crate::completeness::{JobCompleteness, JobState};
+use crate::store::JobSummary;
+
+/// Every page: the header with navigation, the language switch and (signed in) sign-out.
+pub fn layout(lang: Lang, title: &str, csrf: Option<&str>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(lang.html_lang()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (lang.t(Label::Console)) }
+                link rel="stylesheet" href="/console/static/console.css";
+            }
+            body {
+                header {
+                    strong { (lang.t(Label::Console)) }
+                    nav {
+                        @if csrf.is_some() {
+                            a href="/console/jobs" { (lang.t(Label::Jobs)) }
+                        }
+                        a href={ "?lang=" (lang.other().code()) } hreflang=(lang.other().html_lang()) {
+                            (lang.t(Label::Switch))
+                        }
+                        @if let Some(csrf) = csrf {
+                            form method="post" action="/console/logout" class="inline" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button type="submit" { (lang.t(Label::SignOut)) }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+pub fn login(lang: Lang, problem: Option<Label>) -> Markup {
+    let body = html! {
+        h1 { (lang.t(Label::SignIn)) }
+        @if let Some(problem) = problem {
+            p class="error" role="alert" { (lang.t(problem)) }
+        }
+        form method="post" action="/console/login" class="login" {
+            label for="token" { (lang.t(Label::AdminToken)) }
+            input id="token" name="token" type="password" autocomplete="current-password" required autofocus;
+            button type="submit" id="sign-in" { (lang.t(Label::SignIn)) }
+        }
+    };
+    layout(lang, lang.t(Label::SignIn), None, body)
+}
+
+/// One account's jobs: what `report_job_summary` counts, and the job's completeness.
+pub struct AccountJobs {
+    pub account: String,
+    pub jobs: Vec<(JobCompleteness, Option<JobSummary>)>,
+}
+
+pub fn jobs(lang: Lang, csrf: &str, accounts: &[AccountJobs]) -> Markup {
+    let body = html! {
+        h1 { (lang.t(Label::Jobs)) }
+        @for account in accounts {
+            section {
+                h2 { (lang.t(Label::Account)) ": " (account.account) }
+                @if account.jobs.is_empty() {
+                    p { (lang.t(Label::NoJobs)) }
+                } @else {
+                    div class="scroll" {
+                        table class="jobs" {
+                            thead { tr {
+                                th { (lang.t(Label::Job)) }
+                                th { (lang.t(Label::Calls)) }
+                                th { (lang.t(Label::Answered)) }
+                                th { (lang.t(Label::AnswerRate)) }
+                                th { (lang.t(Label::IntentGrades)) }
+                                th { (lang.t(Label::FirstCall)) " / " (lang.t(Label::LastCall)) }
+                                th { (lang.t(Label::CompletionReceived)) }
+                                th { (lang.t(Label::Reconciliation)) }
+                                th { (lang.t(Label::Deliveries)) }
+                                th { (lang.t(Label::State)) }
+                            } }
+                            tbody {
+                                @for (job, summary) in &account.jobs {
+                                    (job_row(lang, job, summary.as_ref()))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(lang, lang.t(Label::Jobs), Some(csrf), body)
+}
+
+fn job_row(lang: Lang, job: &JobCompleteness, summary: Option<&JobSummary>) -> Markup {
+    let delivered: i64 = job.targets.iter().map(|t| t.delivered).sum();
+    let pending: i64 = job.targets.iter().map(|t| t.pending).sum();
+    let dead: i64 = job.targets.iter().map(|t| t.dead).sum();
+    let state_class = match job.state {
+        JobState::Complete => "complete",
+        JobState::Incomplete => "incomplete",
+        JobState::Unknown => "unknown",
+    };
+    html! {
+        tr data-job=(job.robot_call_job_id) {
+            td { (job.robot_call_job_id) }
+            td class="number" { (summary.map_or(0, |s| s.calls)) }
+            td class="number" { (summary.map_or(0, |s| s.answered)) }
+            td class="number" {
+                @match summary.and_then(|s| s.answer_rate) {
+                    Some(rate) => { (format!("{:.1}%", rate * 100.0)) }
+                    None => { "–" }
+                }
+            }
+            td { @if let Some(summary) = summary { (grade_bar(lang, summary)) } }
+            td { (time(summary.and_then(|s| s.first_call_at))) " – " (time(summary.and_then(|s| s.last_call_at))) }
+            td {
+                @match job.completion_received_at {
+                    Some(at) => { (time(Some(at))) }
+                    None => { (lang.t(Label::NotYet)) }
+                }
+            }
+            td class="reconciliation" {
+                @match job.calls.reported {
+                    Some(listed) => {
+                        (lang.t(Label::Listed)) " " (listed) ", " (lang.t(Label::Backfilled)) " " (job.calls.backfilled)
+                        ", " (lang.t(Label::Missing)) " " (job.calls.missing.unwrap_or(0))
+                    }
+                    None => { (lang.t(Label::NotYet)) }
+                }
+            }
+            td { (delivered) " / " (pending) " / " (dead) }
+            td class={ "state " (state_class) } { (job_state(lang, job.state)) }
+        }
+    }
+}
+
+/// The A–F mix as one stacked bar, drawn on the server (inline SVG), each part titled.
+fn grade_bar(lang: Lang, summary: &JobSummary) -> Markup {
+    const WIDTH: f64 = 120.0;
+    const COLOURS: [&str; 6] = ["#1a7f37", "#4fa36a", "#b8a100", "#d97a00", "#c2410c", "#8a8a8a"];
+    let grades = summary.grades();
+    let total: i64 = grades.iter().sum();
+    let mut x = 0.0;
+    let mut parts = String::new();
+    if total > 0 {
+        for (i, (&count, grade)) in grades.iter().zip(['A', 'B', 'C', 'D', 'E', 'F']).enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let width = WIDTH * count as f64 / total as f64;
+            let title = maud::html! { (intent_grade(lang, grade)) ": " (count) }.into_string();
+            parts.push_str(&format!(
+                r#"<rect x="{x:.1}" y="0" width="{width:.1}" height="12" fill="{}"><title>{title}</title></rect>"#,
+                COLOURS[i]
+            ));
+            x += width;
+        }
+    }
+    let label = grades
+        .iter()
+        .zip(['A', 'B', 'C', 'D', 'E', 'F'])
+        .map(|(count, grade)| format!("{grade} {count}"))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    html! {
+        svg class="grades" width="120" height="12" viewBox="0 0 120 12" role="img" aria-label=(label) {
+            (PreEscaped(parts))
+        }
+        span class="grade-counts" { (label) }
+    }
+}
+
+fn time(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(|| "–".to_owned(), |at| at.format("%Y-%m-%d %H:%M").to_string())
+}

@@ -1,0 +1,153 @@
+//! The operator console as a person uses it, in a real headless Chromium: signing in, the jobs
+//! page in both languages, signing out; and over plain HTTP what a browser does not show: the
+//! cookie's flags, the headers, CSRF, the limit on failed sign-ins, and no console without a token.
+
+use crate::common;
+use common::browser::Browser;
+use common::{assert_acked, databases, TestApp};
+use serde_json::json;
+
+const ADMIN_TOKEN: &str = "console-admin-token-00000000001";
+
+async fn seeded(db: &common::TestDb) -> TestApp {
+    let app = TestApp::spawn_with(db, &[("TANYI_RELAY__ADMIN__TOKEN", ADMIN_TOKEN)]).await;
+    // Job 43: one answered call (grade from the sample) and its completion.
+    assert_acked(app.post(common::sample("call_record.json")).await).await;
+    let completed =
+        json!({"dataType": "ROBOT_CALL_JOB", "data": {"robotCallJobId": 43, "tenantId": 1, "status": "COMPLETED"}});
+    assert_acked(app.post(completed.to_string()).await).await;
+    app
+}
+
+#[tokio::test]
+async fn an_operator_signs_in_sees_the_jobs_in_chinese_and_english_and_signs_out() {
+    for db in databases().await {
+        let app = seeded(&db).await;
+        let Some(browser) = Browser::start("zh-CN").await else { return };
+        browser.goto(&format!("{}/console/jobs", app.base)).await;
+        assert!(browser.url().await.ends_with("/console/login"), "signed out: sent to the login form");
+        assert_eq!(browser.text("h1").await, "登录");
+
+        browser.type_into("#token", "not-the-token").await;
+        browser.click("#sign-in").await;
+        assert_eq!(browser.text(".error").await, "令牌不正确");
+
+        browser.type_into("#token", ADMIN_TOKEN).await;
+        browser.click("#sign-in").await;
+        browser.wait_for_url("/console/jobs").await;
+        assert_eq!(browser.text("h1").await, "任务");
+        let row = browser.text("tr[data-job=\"43\"]").await;
+        assert!(row.contains("43") && row.contains("未知（无接口凭据）"), "{row}");
+        assert!(row.contains("尚无") || row.contains("20"), "completion time or not yet: {row}");
+        let header = browser.text("table.jobs thead").await;
+        assert!(header.contains("意向等级") && header.contains("接通率"), "{header}");
+
+        // The switch shows the same page in English, and the choice is kept.
+        browser.click("header nav a[hreflang=\"en\"]").await;
+        browser.wait_for_url("?lang=en").await;
+        assert_eq!(browser.text("h1").await, "Jobs");
+        assert!(browser.text("tr[data-job=\"43\"]").await.contains("unknown (no API credentials)"));
+        browser.goto(&format!("{}/console/jobs", app.base)).await;
+        assert_eq!(browser.text("h1").await, "Jobs", "the language is remembered");
+
+        browser.click("header form button").await;
+        browser.wait_for_url("/console/login").await;
+        browser.goto(&format!("{}/console/jobs", app.base)).await;
+        assert!(browser.url().await.ends_with("/console/login"), "signed out means signed out");
+        browser.quit().await;
+        app.stop().await;
+    }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn sign_in(app: &TestApp, client: &reqwest::Client, token: &str) -> reqwest::Response {
+    client
+        .post(format!("{}/console/login", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_session_cookie_the_headers_csrf_and_failed_sign_ins_are_what_a_console_needs() {
+    let db = common::sqlite().await;
+    let app = seeded(&db).await;
+    let client = no_redirects();
+    let login = client.get(format!("{}/console/login", app.base)).send().await.unwrap();
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    assert_eq!(login.headers()["x-frame-options"], "DENY");
+    assert!(login.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+
+    let signed_in = sign_in(&app, &client, ADMIN_TOKEN).await;
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age=28800"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP here");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = client.get(format!("{}/console/jobs", app.base)).header("cookie", &session).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("data-job=\"43\""));
+    // Behind a TLS-terminating load balancer the cookie is Secure.
+    let behind_tls = client
+        .post(format!("{}/console/login", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-proto", "https")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(behind_tls.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+
+    // Signing out needs the form's CSRF token.
+    let forged = client
+        .post(format!("{}/console/logout", app.base))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let out = client
+        .post(format!("{}/console/logout", app.base))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+
+    // A forged or tampered cookie is no session.
+    let tampered = session.replace("v1.", "v1.9");
+    let refused = client.get(format!("{}/console/jobs", app.base)).header("cookie", tampered).send().await.unwrap();
+    assert_eq!(refused.status(), 303);
+
+    // Ten wrong tokens a minute, then even the right one waits.
+    for _ in 0..10 {
+        assert_eq!(sign_in(&app, &client, "wrong-token").await.status(), 401);
+    }
+    assert_eq!(sign_in(&app, &client, "wrong-token").await.status(), 429);
+    assert_eq!(sign_in(&app, &client, ADMIN_TOKEN).await.status(), 429);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_admin_token_there_is_no_console() {
+    let db = common::sqlite().await;
+    let app = TestApp::spawn(&db).await;
+    let response = no_redirects().get(format!("{}/console/login", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    app.stop().await;
+}
