@@ -23,7 +23,7 @@ use crate::account::Accounts;
 use crate::admin::{self, AdminState};
 use crate::completeness::Completeness;
 use crate::config::{RetentionSettings, Settings};
-use crate::console::{self, ConsoleState};
+use crate::console::{self, ConsoleServices, ConsoleState};
 use crate::fanout::worker::{DeliveryWorker, InternalConsumer, Wake};
 use crate::fanout::Targets;
 use crate::followup::FollowUps;
@@ -287,13 +287,14 @@ fn router(settings: &Settings, services: &Services, draining: Arc<AtomicBool>) -
         };
         routes = routes.merge(server::limited(admin::routes(admin), server::ADMIN_CONCURRENCY));
         let secure_cookies = settings.server.public_url.as_deref().is_some_and(|url| url.starts_with("https://"));
-        let console = ConsoleState::new(
-            token.clone(),
-            services.store.clone(),
-            services.accounts.clone(),
-            services.completeness.clone(),
-            secure_cookies,
-        );
+        let console_services = ConsoleServices {
+            store: services.store.clone(),
+            accounts: services.accounts.clone(),
+            completeness: services.completeness.clone(),
+            targets: services.targets.clone(),
+            wake: services.wake.clone(),
+        };
+        let console = ConsoleState::new(token.clone(), console_services, secure_cookies);
         routes = routes.merge(server::limited(console::routes(console), server::ADMIN_CONCURRENCY));
     }
     server::with_middleware(routes)

@@ -88,6 +88,16 @@ pub enum Label {
     NoJobs,
     Switch,
     NotYet,
+    Target,
+    Pending,
+    Dead,
+    OldestDue,
+    LastError,
+    ReplayDead,
+    Since,
+    ConfirmReplay,
+    Replayed,
+    NoTargets,
 }
 
 impl Label {
@@ -118,6 +128,16 @@ impl Label {
             Label::NoJobs => ("还没有任务", "No jobs yet"),
             Label::Switch => ("English", "中文"),
             Label::NotYet => ("尚无", "not yet"),
+            Label::Target => ("下游目标", "Target"),
+            Label::Pending => ("待投递", "Pending"),
+            Label::Dead => ("投递失败", "Dead"),
+            Label::OldestDue => ("最久等待", "Oldest due"),
+            Label::LastError => ("最近错误", "Last error"),
+            Label::ReplayDead => ("重新投递失败的", "Replay dead deliveries"),
+            Label::Since => ("自（可选）", "since (optional)"),
+            Label::ConfirmReplay => ("确认重新投递", "Confirm the replay"),
+            Label::Replayed => ("已重新排队", "Queued again"),
+            Label::NoTargets => ("没有配置下游目标", "No targets configured"),
         }
     }
 }

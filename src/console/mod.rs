@@ -20,8 +20,11 @@ use serde::Deserialize;
 
 use crate::account::Accounts;
 use crate::completeness::Completeness;
+use crate::domain::DeliveryStatus;
+use crate::fanout::worker::Wake;
+use crate::fanout::{TargetKind, Targets};
 use crate::secret::Secret;
-use crate::store::{Store, StoreError};
+use crate::store::{DeliveryFilter, Store, StoreError};
 use i18n::{Label, Lang};
 use session::{Session, Sessions};
 
@@ -35,19 +38,26 @@ pub struct ConsoleState {
     pub store: Store,
     pub accounts: Accounts,
     pub completeness: Arc<Completeness>,
+    pub targets: Targets,
+    pub wake: Wake,
     /// Mark cookies `Secure` (the public URL is https; behind a TLS-terminating load balancer).
     pub secure_cookies: bool,
 }
 
+/// What the console reads and acts on: the same services the admin API uses.
+pub struct ConsoleServices {
+    pub store: Store,
+    pub accounts: Accounts,
+    pub completeness: Arc<Completeness>,
+    pub targets: Targets,
+    pub wake: Wake,
+}
+
 impl ConsoleState {
-    pub fn new(
-        token: Secret,
-        store: Store,
-        accounts: Accounts,
-        completeness: Arc<Completeness>,
-        secure_cookies: bool,
-    ) -> ConsoleState {
-        ConsoleState { sessions: Arc::new(Sessions::new(&token)), token, store, accounts, completeness, secure_cookies }
+    pub fn new(token: Secret, services: ConsoleServices, secure_cookies: bool) -> ConsoleState {
+        let ConsoleServices { store, accounts, completeness, targets, wake } = services;
+        let sessions = Arc::new(Sessions::new(&token));
+        ConsoleState { sessions, token, store, accounts, completeness, targets, wake, secure_cookies }
     }
 }
 
@@ -57,6 +67,8 @@ pub fn routes(state: ConsoleState) -> Router {
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", axum::routing::post(logout))
         .route("/console/jobs", get(jobs_page))
+        .route("/console/deliveries", get(deliveries_page))
+        .route("/console/deliveries/{target}/replay", axum::routing::post(replay_dead))
         .route("/console/static/console.css", get(stylesheet))
         .with_state(state)
 }
@@ -184,10 +196,7 @@ async fn jobs_page(State(state): State<ConsoleState>, headers: HeaderMap, Query(
             let csrf = state.sessions.csrf_token(&session);
             page(StatusCode::OK, pages::jobs(lang, &csrf, &accounts), lang, &query)
         }
-        Err(e) => {
-            tracing::error!(error = %e, "console page failed on storage");
-            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; retry later").into_response()
-        }
+        Err(e) => storage_failed(e),
     }
 }
 
@@ -206,6 +215,107 @@ async fn account_jobs(state: &ConsoleState) -> Result<Vec<pages::AccountJobs>, S
         all.push(pages::AccountJobs { account: account.name.clone(), jobs });
     }
     Ok(all)
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplayedQuery {
+    target: Option<String>,
+    replayed: Option<u64>,
+}
+
+fn webhooks(state: &ConsoleState) -> impl Iterator<Item = &str> {
+    state.targets.all().iter().filter(|t| t.kind == TargetKind::Webhook).map(|t| t.name.as_str())
+}
+
+async fn deliveries_page(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<LangQuery>,
+    Query(replayed): Query<ReplayedQuery>,
+) -> Response {
+    let Some(session) = session(&state, &headers) else { return to_login() };
+    let lang = lang(&headers, &query);
+    match target_health(&state).await {
+        Ok(targets) => {
+            let csrf = state.sessions.csrf_token(&session);
+            let replayed = replayed.target.as_deref().zip(replayed.replayed);
+            page(StatusCode::OK, pages::deliveries(lang, &csrf, &targets, replayed), lang, &query)
+        }
+        Err(e) => storage_failed(e),
+    }
+}
+
+async fn target_health(state: &ConsoleState) -> Result<Vec<pages::TargetHealth>, StoreError> {
+    let stats = state.store.queue_stats(crate::store::storable_now()).await?;
+    let mut all = Vec::new();
+    for target in webhooks(state) {
+        let figures = stats.iter().find(|s| s.target == target);
+        let latest_dead = DeliveryFilter {
+            target: Some(target.to_owned()),
+            status: Some(DeliveryStatus::Dead),
+            limit: Some(1),
+            ..Default::default()
+        };
+        let last_error = state.store.deliveries(&latest_dead).await?.into_iter().next().and_then(|d| d.last_error);
+        all.push(pages::TargetHealth {
+            target: target.to_owned(),
+            pending: figures.map_or(0, |f| f.pending),
+            dead: figures.map_or(0, |f| f.dead),
+            oldest_due_at: figures.and_then(|f| f.oldest_due_at),
+            last_error,
+        });
+    }
+    Ok(all)
+}
+
+/// Replays a target's dead deliveries (since a time, read as UTC like every time the console
+/// shows), after the form's confirmation.
+async fn replay_dead(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    axum::extract::Path(target): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(session) = session(&state, &headers) else { return to_login() };
+    if !state.sessions.csrf_matches(&session, &form_field(&body, "csrf").unwrap_or_default()) {
+        return (StatusCode::FORBIDDEN, "invalid form token").into_response();
+    }
+    if !webhooks(&state).any(|t| t == target) {
+        return (StatusCode::NOT_FOUND, "no such target").into_response();
+    }
+    if form_field(&body, "confirm").as_deref() != Some("yes") {
+        return (StatusCode::BAD_REQUEST, "confirm the replay").into_response();
+    }
+    let since = match form_field(&body, "since").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => match chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M") {
+            Ok(at) => Some(at.and_utc()),
+            Err(_) => return (StatusCode::BAD_REQUEST, "since: expected YYYY-MM-DDTHH:MM").into_response(),
+        },
+    };
+    let filter = DeliveryFilter {
+        target: Some(target.clone()),
+        status: Some(DeliveryStatus::Dead),
+        since,
+        ..Default::default()
+    };
+    match state.store.replay(&filter, chrono::Utc::now()).await {
+        Ok(replayed) => {
+            state.wake.targets([&target]);
+            tracing::info!(%target, replayed, "replay of dead deliveries requested from the console");
+            let target_param = percent_encoding::utf8_percent_encode(&target, percent_encoding::NON_ALPHANUMERIC);
+            let mut response =
+                Redirect::to(&format!("/console/deliveries?target={target_param}&replayed={replayed}")).into_response();
+            secure_headers(response.headers_mut());
+            response
+        }
+        Err(e) => storage_failed(e),
+    }
+}
+
+fn storage_failed(error: StoreError) -> Response {
+    tracing::error!(error = %error, "console page failed on storage");
+    (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; retry later").into_response()
 }
 
 async fn stylesheet() -> Response {

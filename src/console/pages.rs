@@ -24,6 +24,7 @@ pub fn layout(lang: Lang, title: &str, csrf: Option<&str>, body: Markup) -> Mark
                     nav {
                         @if csrf.is_some() {
                             a href="/console/jobs" { (lang.t(Label::Jobs)) }
+                            a href="/console/deliveries" { (lang.t(Label::Deliveries)) }
                         }
                         a href={ "?lang=" (lang.other().code()) } hreflang=(lang.other().html_lang()) {
                             (lang.t(Label::Switch))
@@ -181,4 +182,45 @@ fn grade_bar(lang: Lang, summary: &JobSummary) -> Markup {
 
 fn time(at: Option<DateTime<Utc>>) -> String {
     at.map_or_else(|| "–".to_owned(), |at| at.format("%Y-%m-%d %H:%M").to_string())
+}
+
+/// One webhook target's health, as the queue figures and its latest dead delivery show it.
+pub struct TargetHealth {
+    pub target: String,
+    pub pending: i64,
+    pub dead: i64,
+    pub oldest_due_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+pub fn deliveries(lang: Lang, csrf: &str, targets: &[TargetHealth], replayed: Option<(&str, u64)>) -> Markup {
+    let body = html! {
+        h1 { (lang.t(Label::Deliveries)) }
+        @if let Some((target, count)) = replayed {
+            p class="notice" role="status" { (target) ": " (lang.t(Label::Replayed)) " " span id="replayed" { (count) } }
+        }
+        @if targets.is_empty() {
+            p { (lang.t(Label::NoTargets)) }
+        }
+        @for target in targets {
+            section class="target" data-target=(target.target) {
+                h2 { (lang.t(Label::Target)) ": " (target.target) }
+                dl {
+                    dt { (lang.t(Label::Pending)) } dd class="pending" { (target.pending) }
+                    dt { (lang.t(Label::Dead)) } dd class="dead" { (target.dead) }
+                    dt { (lang.t(Label::OldestDue)) } dd { (time(target.oldest_due_at)) }
+                    dt { (lang.t(Label::LastError)) } dd class="last-error" { (target.last_error.as_deref().unwrap_or("–")) }
+                }
+                @if target.dead > 0 {
+                    form method="post" action={ "/console/deliveries/" (target.target) "/replay" } class="replay" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        label { (lang.t(Label::Since)) " " input type="datetime-local" name="since"; }
+                        label { input type="checkbox" name="confirm" value="yes" required; " " (lang.t(Label::ConfirmReplay)) }
+                        button type="submit" { (lang.t(Label::ReplayDead)) }
+                    }
+                }
+            }
+        }
+    };
+    layout(lang, lang.t(Label::Deliveries), Some(csrf), body)
 }

@@ -151,3 +151,84 @@ async fn without_an_admin_token_there_is_no_console() {
     assert_eq!(response.status(), 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_operator_sees_a_target_fail_and_replays_its_dead_deliveries_with_a_confirmation() {
+    use common::receiver::{Behaviour, Receiver, SECRET};
+    for db in databases().await {
+        let crm = Receiver::start(Behaviour::AlwaysFail(503)).await;
+        let accounts = format!(
+            "{}\n[[targets]]\nname = \"crm\"\nurl = \"{}\"\nsecrets = [\"{SECRET}\"]\nmax_attempts = 1\n",
+            common::ACCOUNTS_TOML,
+            crm.url
+        );
+        let settings = common::settings_with_accounts(
+            &db.url,
+            &accounts,
+            &[("TANYI_RELAY__ADMIN__TOKEN", ADMIN_TOKEN), ("TANYI_RELAY__DELIVERY__POLL_INTERVAL_MS", "50")],
+        );
+        let app = TestApp::spawn_settings(db.backend, settings).await;
+        assert_acked(app.post(common::sample("call_record.json")).await).await;
+        crm.wait_requests(1, std::time::Duration::from_secs(10)).await;
+        let Some(browser) = Browser::start("en-US").await else { return };
+        browser.goto(&format!("{}/console/login", app.base)).await;
+        browser.type_into("#token", ADMIN_TOKEN).await;
+        browser.click("#sign-in").await;
+        browser.wait_for_url("/console/jobs").await;
+
+        // The delivery went dead after its one attempt; the page shows it and why.
+        let start = std::time::Instant::now();
+        loop {
+            browser.goto(&format!("{}/console/deliveries", app.base)).await;
+            if browser.text("section[data-target=\"crm\"] dd.dead").await == "1" {
+                break;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "{:?}: never dead", db.backend);
+        }
+        assert!(browser.text("section[data-target=\"crm\"] dd.last-error").await.contains("503"));
+
+        // The receiver is back; replaying needs the confirmation box, then it is delivered.
+        crm.set(Behaviour::Accept);
+        browser.click("section[data-target=\"crm\"] input[name=\"confirm\"]").await;
+        browser.click("section[data-target=\"crm\"] form.replay button").await;
+        browser.wait_for_url("replayed=1").await;
+        assert_eq!(browser.text("#replayed").await, "1");
+        crm.wait_delivered(1, std::time::Duration::from_secs(10)).await;
+        browser.quit().await;
+
+        // Over HTTP: no CSRF token, no replay; no confirmation, no replay.
+        let client = no_redirects();
+        let cookie = sign_in(&app, &client, ADMIN_TOKEN).await.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let session = cookie.split(';').next().unwrap().to_owned();
+        let replay = |body: String| {
+            client
+                .post(format!("{}/console/deliveries/crm/replay", app.base))
+                .header("cookie", &session)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+        };
+        assert_eq!(replay("confirm=yes".into()).await.unwrap().status(), 403);
+        let html = client
+            .get(format!("{}/console/deliveries", app.base))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        assert_eq!(replay(format!("csrf={csrf}")).await.unwrap().status(), 400, "no confirmation");
+        let unknown = client
+            .post(format!("{}/console/deliveries/nobody/replay", app.base))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}&confirm=yes"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 404);
+        app.stop().await;
+    }
+}

@@ -246,3 +246,53 @@ async fn summary_call_id(app: &TestApp) -> i64 {
 async fn job_calls(app: &TestApp) -> Vec<String> {
     common::ledger::strings(&app.store, "SELECT calls FROM report_job_summary WHERE robot_call_job_id = 9000").await
 }
+
+#[tokio::test]
+async fn a_person_of_an_encrypted_account_is_erased_the_same_way() {
+    use tanyi_relay::platform::crypto::CallbackCrypto;
+    use tanyi_relay::sim::simulate::{Auth, Options};
+    for db in databases().await {
+        let accounts = format!(
+            "{}\n[[accounts]]\nname = \"secure\"\ntoken = \"AIGbuK3sOV\"\n\
+             encoding_aes_key = \"INnZzJ/DPbUqqtU2ycEhzL8ewpsCRb9XqHBWHdDCknw\"\n",
+            common::ACCOUNTS_TOML
+        );
+        let settings =
+            common::settings_with_accounts(&db.url, &accounts, &[("TANYI_RELAY__ADMIN__TOKEN", ADMIN_TOKEN)]);
+        let app = TestApp::spawn_settings(db.backend, settings).await;
+        let crypto = CallbackCrypto::new("AIGbuK3sOV", "INnZzJ/DPbUqqtU2ycEhzL8ewpsCRb9XqHBWHdDCknw", "").unwrap();
+        let options = Options {
+            url: format!("{}/callbacks/secure", app.base),
+            auth: Auth::Encrypted { crypto },
+            calls: 30,
+            jobs: 2,
+            concurrency: 8,
+            rate: None,
+            duplicates: 0.0,
+            seed: 5,
+            retry: RetrySchedule::Compressed,
+        };
+        assert_eq!(run(options).await.given_up, 0);
+        let phones = common::ledger::strings(
+            &app.store,
+            "SELECT called_phone_number FROM call_records WHERE account = 'secure' ORDER BY call_record_id",
+        )
+        .await;
+        let phone = phones[0].clone();
+        let in_clear = |rows: Vec<(String, String)>| {
+            rows.into_iter().filter(|(_, line)| line.contains(&phone) || line.contains(&hex::encode(&phone))).count()
+        };
+        assert!(in_clear(app.store.adhoc().every_row().await.unwrap()) > 0, "the decrypted bodies hold it");
+        let response = admin_post(&app, json!({"account": "secure", "phone_number": phone})).await;
+        assert_eq!(response.status(), 201);
+        assert_eq!(in_clear(app.store.adhoc().every_row().await.unwrap()), 0, "{:?}", db.backend);
+        let others = common::ledger::strings(
+            &app.store,
+            "SELECT COUNT(*) FROM call_records WHERE account = 'secure' AND called_phone_number IS NOT NULL",
+        )
+        .await;
+        let erased = phones.iter().filter(|p| **p == phone).count();
+        assert_eq!(others, vec![(phones.len() - erased).to_string()], "the others keep their numbers");
+        app.stop().await;
+    }
+}
