@@ -98,6 +98,21 @@ pub enum Label {
     ConfirmReplay,
     Replayed,
     NoTargets,
+    Phone,
+    Result,
+    Grade,
+    Start,
+    Duration,
+    Filter,
+    NextPage,
+    Transcript,
+    Robot,
+    Person,
+    Reveal,
+    Audio,
+    Properties,
+    Any,
+    NoCalls,
 }
 
 impl Label {
@@ -138,6 +153,21 @@ impl Label {
             Label::ConfirmReplay => ("确认重新投递", "Confirm the replay"),
             Label::Replayed => ("已重新排队", "Queued again"),
             Label::NoTargets => ("没有配置下游目标", "No targets configured"),
+            Label::Phone => ("号码", "Number"),
+            Label::Result => ("通话结果", "Result"),
+            Label::Grade => ("意向", "Intent"),
+            Label::Start => ("开始时间", "Started"),
+            Label::Duration => ("时长（秒）", "Duration (s)"),
+            Label::Filter => ("筛选", "Filter"),
+            Label::NextPage => ("下一页", "Next page"),
+            Label::Transcript => ("对话记录", "Transcript"),
+            Label::Robot => ("机器人", "Robot"),
+            Label::Person => ("客户", "Customer"),
+            Label::Reveal => ("显示完整号码（将记录）", "Show the full number (logged)"),
+            Label::Audio => ("录音", "Recording"),
+            Label::Properties => ("客户属性", "Properties"),
+            Label::Any => ("全部", "any"),
+            Label::NoCalls => ("没有符合条件的通话", "No calls match"),
         }
     }
 }
@@ -158,6 +188,37 @@ pub fn intent_grade(lang: Lang, grade: char) -> &'static str {
     } else {
         en
     }
+}
+
+/// The platform's call results (`resultStatus`); an unknown one is shown as it came.
+pub const RESULT_STATUSES: [&str; 10] = [
+    "ANSWERED",
+    "NO_ANSWER",
+    "BUSY",
+    "POWER_OFF",
+    "OUT_OF_SERVICE",
+    "REFUSED",
+    "VACANT_NUMBER",
+    "CAN_NOT_CONNECT",
+    "FROM_PHONE_ERROR",
+    "SYSTEM_ERROR",
+];
+
+pub fn result_status(lang: Lang, status: &str) -> String {
+    let (zh, en) = match status {
+        "ANSWERED" => ("已接听", "answered"),
+        "NO_ANSWER" => ("呼叫号码未接听", "not answered"),
+        "BUSY" => ("忙线", "busy"),
+        "POWER_OFF" => ("关机", "powered off"),
+        "OUT_OF_SERVICE" => ("停机", "out of service"),
+        "REFUSED" => ("拒接", "refused"),
+        "VACANT_NUMBER" => ("空号", "vacant number"),
+        "CAN_NOT_CONNECT" => ("无法接通", "cannot connect"),
+        "FROM_PHONE_ERROR" => ("主叫号码不可用", "caller line unusable"),
+        "SYSTEM_ERROR" => ("外呼失败", "dial failed"),
+        other => return other.to_owned(),
+    };
+    if lang == Lang::Zh { zh } else { en }.to_owned()
 }
 
 /// A job's completeness state.

@@ -30,6 +30,8 @@ use session::{Session, Sessions};
 
 /// Jobs shown per account on the jobs page: the latest by job id.
 const JOBS_PER_PAGE: i64 = 100;
+/// Calls per page of the calls list.
+const CALLS_PER_PAGE: i64 = 50;
 
 #[derive(Clone)]
 pub struct ConsoleState {
@@ -67,6 +69,9 @@ pub fn routes(state: ConsoleState) -> Router {
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", axum::routing::post(logout))
         .route("/console/jobs", get(jobs_page))
+        .route("/console/calls", get(calls_page))
+        .route("/console/calls/{account}/{call_record_id}", get(call_page))
+        .route("/console/calls/{account}/{call_record_id}/reveal", axum::routing::post(reveal_phone))
         .route("/console/deliveries", get(deliveries_page))
         .route("/console/deliveries/{target}/replay", axum::routing::post(replay_dead))
         .route("/console/static/console.css", get(stylesheet))
@@ -200,11 +205,18 @@ async fn jobs_page(State(state): State<ConsoleState>, headers: HeaderMap, Query(
     }
 }
 
+/// The configured accounts' names, in order (the accounts are kept by name, unordered).
+fn account_names(state: &ConsoleState) -> Vec<String> {
+    let mut names: Vec<String> = state.accounts.all().map(|a| a.name.clone()).collect();
+    names.sort();
+    names
+}
+
 async fn account_jobs(state: &ConsoleState) -> Result<Vec<pages::AccountJobs>, StoreError> {
     let mut all = Vec::new();
-    for account in state.accounts.all() {
-        let jobs = state.completeness.jobs(&account.name, JOBS_PER_PAGE).await?;
-        let mut summaries = state.store.job_summaries(&account.name, JOBS_PER_PAGE).await?;
+    for account in account_names(state) {
+        let jobs = state.completeness.jobs(&account, JOBS_PER_PAGE).await?;
+        let mut summaries = state.store.job_summaries(&account, JOBS_PER_PAGE).await?;
         let jobs = jobs
             .into_iter()
             .map(|job| {
@@ -212,7 +224,7 @@ async fn account_jobs(state: &ConsoleState) -> Result<Vec<pages::AccountJobs>, S
                 (job, at.map(|i| summaries.swap_remove(i)))
             })
             .collect();
-        all.push(pages::AccountJobs { account: account.name.clone(), jobs });
+        all.push(pages::AccountJobs { account, jobs });
     }
     Ok(all)
 }
@@ -309,6 +321,113 @@ async fn replay_dead(
             secure_headers(response.headers_mut());
             response
         }
+        Err(e) => storage_failed(e),
+    }
+}
+
+async fn calls_page(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<LangQuery>,
+    Query(form): Query<pages::CallsForm>,
+) -> Response {
+    let Some(session) = session(&state, &headers) else { return to_login() };
+    let lang = lang(&headers, &query);
+    let names = account_names(&state);
+    let account = form.account.clone().filter(|a| !a.is_empty()).or_else(|| names.first().cloned()).unwrap_or_default();
+    if !names.contains(&account) {
+        return (StatusCode::NOT_FOUND, "no such account").into_response();
+    }
+    let Ok(filter) = call_filter(&form) else {
+        return (StatusCode::BAD_REQUEST, "job: a number; from, until: YYYY-MM-DD").into_response();
+    };
+    match state.store.calls(&account, &filter).await {
+        Ok(mut rows) => {
+            // One more than a page was asked for: whether there is a next page.
+            let next = (rows.len() as i64 > CALLS_PER_PAGE).then(|| {
+                rows.truncate(CALLS_PER_PAGE as usize);
+                rows.last().map_or(0, |r| r.call_record_id)
+            });
+            let csrf = state.sessions.csrf_token(&session);
+            page(StatusCode::OK, pages::calls(lang, &csrf, &names, &account, &form, &rows, next), lang, &query)
+        }
+        Err(e) => storage_failed(e),
+    }
+}
+
+/// The list's filter from the form: unknown results and grades mean "any"; a bad number or date
+/// is an error.
+fn call_filter(form: &pages::CallsForm) -> Result<crate::store::CallFilter, ()> {
+    let given = |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let date = |value: &Option<String>| {
+        given(value)
+            .map(|text| {
+                chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").map(|d| d.and_time(Default::default()).and_utc())
+            })
+            .transpose()
+            .map_err(|_| ())
+    };
+    Ok(crate::store::CallFilter {
+        robot_call_job_id: given(&form.job).map(|j| j.parse()).transpose().map_err(|_| ())?,
+        result_status: given(&form.result).filter(|r| i18n::RESULT_STATUSES.contains(&r.as_str())),
+        intent_grade: given(&form.grade).filter(|g| matches!(g.as_str(), "A" | "B" | "C" | "D" | "E" | "F")),
+        started_from: date(&form.from)?,
+        started_before: date(&form.until)?,
+        before_call_record_id: form.before,
+        limit: CALLS_PER_PAGE + 1,
+    })
+}
+
+async fn call_page(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<LangQuery>,
+    axum::extract::Path((account, id)): axum::extract::Path<(String, i64)>,
+) -> Response {
+    let Some(session) = session(&state, &headers) else { return to_login() };
+    show_call(&state, &session, lang(&headers, &query), &query, &account, id, false).await
+}
+
+/// Shows the full number, once, and logs who asked (the session) and for which call; never the
+/// number itself.
+async fn reveal_phone(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    axum::extract::Path((account, id)): axum::extract::Path<(String, i64)>,
+    body: Bytes,
+) -> Response {
+    let Some(session) = session(&state, &headers) else { return to_login() };
+    if !state.sessions.csrf_matches(&session, &form_field(&body, "csrf").unwrap_or_default()) {
+        return (StatusCode::FORBIDDEN, "invalid form token").into_response();
+    }
+    tracing::info!(account = %crate::telemetry::loggable(&account), call_record_id = id, session = %session.short_id(), "phone number revealed in the console");
+    let query = LangQuery { lang: None };
+    show_call(&state, &session, lang(&headers, &query), &query, &account, id, true).await
+}
+
+async fn show_call(
+    state: &ConsoleState,
+    session: &Session,
+    lang: Lang,
+    query: &LangQuery,
+    account: &str,
+    id: i64,
+    revealed: bool,
+) -> Response {
+    if state.accounts.get(account).is_none() {
+        return (StatusCode::NOT_FOUND, "no such account").into_response();
+    }
+    let found = async {
+        let call = state.store.call_record(account, id).await?;
+        let turns = state.store.call_turns(account, id).await?;
+        Ok::<_, StoreError>(call.map(|call| (call, turns)))
+    };
+    match found.await {
+        Ok(Some((call, turns))) => {
+            let csrf = state.sessions.csrf_token(session);
+            page(StatusCode::OK, pages::call(lang, &csrf, &call, &turns, revealed), lang, query)
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no such call").into_response(),
         Err(e) => storage_failed(e),
     }
 }

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::i18n::{intent_grade, job_state, Label, Lang};
+use super::i18n::{intent_grade, job_state, result_status, Label, Lang, RESULT_STATUSES};
 use crate::completeness::{JobCompleteness, JobState};
-use crate::store::JobSummary;
+use crate::store::{CallListRow, JobSummary, StoredCall, StoredTurn};
+use crate::telemetry::mask_phone;
 
 /// Every page: the header with navigation, the language switch and (signed in) sign-out.
 pub fn layout(lang: Lang, title: &str, csrf: Option<&str>, body: Markup) -> Markup {
@@ -24,6 +25,7 @@ pub fn layout(lang: Lang, title: &str, csrf: Option<&str>, body: Markup) -> Mark
                     nav {
                         @if csrf.is_some() {
                             a href="/console/jobs" { (lang.t(Label::Jobs)) }
+                            a href="/console/calls" { (lang.t(Label::Calls)) }
                             a href="/console/deliveries" { (lang.t(Label::Deliveries)) }
                         }
                         a href={ "?lang=" (lang.other().code()) } hreflang=(lang.other().html_lang()) {
@@ -223,4 +225,162 @@ pub fn deliveries(lang: Lang, csrf: &str, targets: &[TargetHealth], replayed: Op
         }
     };
     layout(lang, lang.t(Label::Deliveries), Some(csrf), body)
+}
+
+/// The calls list's filter, as the form gives it back.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct CallsForm {
+    pub account: Option<String>,
+    pub job: Option<String>,
+    pub result: Option<String>,
+    pub grade: Option<String>,
+    pub from: Option<String>,
+    pub until: Option<String>,
+    pub before: Option<i64>,
+}
+
+impl CallsForm {
+    /// The query string of this filter with another page's start.
+    pub fn with_before(&self, before: i64) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("account", &self.account),
+            ("job", &self.job),
+            ("result", &self.result),
+            ("grade", &self.grade),
+            ("from", &self.from),
+            ("until", &self.until),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                query.append_pair(key, value);
+            }
+        }
+        query.append_pair("before", &before.to_string());
+        query.finish()
+    }
+}
+
+pub fn calls(
+    lang: Lang,
+    csrf: &str,
+    accounts: &[String],
+    account: &str,
+    form: &CallsForm,
+    rows: &[CallListRow],
+    next: Option<i64>,
+) -> Markup {
+    let selected = |value: &Option<String>, option: &str| value.as_deref() == Some(option);
+    let body = html! {
+        h1 { (lang.t(Label::Calls)) }
+        form method="get" action="/console/calls" class="filter" {
+            label { (lang.t(Label::Account)) " "
+                select name="account" {
+                    @for name in accounts { option value=(name) selected[name == account] { (name) } }
+                }
+            }
+            label { (lang.t(Label::Job)) " " input name="job" inputmode="numeric" size="8" value=[form.job.as_deref()]; }
+            label { (lang.t(Label::Result)) " "
+                select name="result" {
+                    option value="" { (lang.t(Label::Any)) }
+                    @for status in RESULT_STATUSES {
+                        option value=(status) selected[selected(&form.result, status)] { (result_status(lang, status)) }
+                    }
+                }
+            }
+            label { (lang.t(Label::Grade)) " "
+                select name="grade" {
+                    option value="" { (lang.t(Label::Any)) }
+                    @for grade in ['A', 'B', 'C', 'D', 'E', 'F'] {
+                        option value=(grade) selected[selected(&form.grade, &grade.to_string())] { (intent_grade(lang, grade)) }
+                    }
+                }
+            }
+            label { (lang.t(Label::Start)) " ≥ " input type="date" name="from" value=[form.from.as_deref()]; }
+            label { " < " input type="date" name="until" value=[form.until.as_deref()]; }
+            button type="submit" id="filter" { (lang.t(Label::Filter)) }
+        }
+        @if rows.is_empty() {
+            p { (lang.t(Label::NoCalls)) }
+        } @else {
+            div class="scroll" {
+                table class="calls" {
+                    thead { tr {
+                        th { "ID" } th { (lang.t(Label::Job)) } th { (lang.t(Label::Phone)) } th { (lang.t(Label::Result)) }
+                        th { (lang.t(Label::Grade)) } th { (lang.t(Label::Start)) } th { (lang.t(Label::Duration)) }
+                    } }
+                    tbody {
+                        @for row in rows {
+                            tr data-call=(row.call_record_id) {
+                                td { a href={ "/console/calls/" (account) "/" (row.call_record_id) } { (row.call_record_id) } }
+                                td { (row.robot_call_job_id.map_or("–".to_owned(), |j| j.to_string())) }
+                                td class="phone" { (row.called_phone_number.as_deref().map_or("–".to_owned(), mask_phone)) }
+                                td { (row.result_status.as_deref().map_or("–".to_owned(), |s| result_status(lang, s))) }
+                                td { (grade_text(lang, row.intent_grade.as_deref(), row.intent_level.as_deref())) }
+                                td { (time(row.start_time)) }
+                                td class="number" { (row.chat_duration.map_or("–".to_owned(), |d| d.to_string())) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = next {
+                p { a id="next-page" href={ "/console/calls?" (form.with_before(next)) } { (lang.t(Label::NextPage)) } }
+            }
+        }
+    };
+    layout(lang, lang.t(Label::Calls), Some(csrf), body)
+}
+
+fn grade_text(lang: Lang, grade: Option<&str>, level: Option<&str>) -> String {
+    match grade.and_then(|g| g.chars().next()) {
+        Some(grade) => intent_grade(lang, grade).to_owned(),
+        None => level.unwrap_or("–").to_owned(),
+    }
+}
+
+/// One call: what the platform said about it, its transcript as a conversation, its recordings.
+/// The number is masked unless `revealed` (a logged, CSRF-protected request).
+pub fn call(lang: Lang, csrf: &str, call: &StoredCall, turns: &[StoredTurn], revealed: bool) -> Markup {
+    let number = call.called_phone_number.as_deref();
+    let shown = match (number, revealed) {
+        (Some(number), true) => number.to_owned(),
+        (Some(number), false) => mask_phone(number),
+        (None, _) => "–".to_owned(),
+    };
+    let body = html! {
+        h1 { (lang.t(Label::Calls)) " " (call.call_record_id) }
+        dl {
+            dt { (lang.t(Label::Job)) } dd { (call.robot_call_job_id.map_or("–".to_owned(), |j| j.to_string())) }
+            dt { (lang.t(Label::Phone)) } dd id="phone" { (shown) }
+            dt { (lang.t(Label::Result)) } dd { (call.result_status.as_deref().map_or("–".to_owned(), |s| result_status(lang, s))) }
+            dt { (lang.t(Label::Grade)) } dd { (grade_text(lang, call.intent_grade.as_deref(), call.intent_level.as_deref())) }
+            dt { (lang.t(Label::Start)) } dd { (time(call.start_time)) }
+            dt { (lang.t(Label::Duration)) } dd { (call.chat_duration.map_or("–".to_owned(), |d| d.to_string())) }
+            dt { (lang.t(Label::Properties)) } dd { code { (call.properties.0.to_string()) } }
+            dt { (lang.t(Label::Audio)) } dd {
+                @for url in [call.full_audio_url.as_deref(), call.customer_audio_url.as_deref()].into_iter().flatten() {
+                    @if url.starts_with("https://") || url.starts_with("http://") {
+                        a href=(url) rel="noreferrer" { (lang.t(Label::Audio)) } " "
+                    }
+                }
+            }
+        }
+        @if number.is_some() && !revealed {
+            form method="post" action={ "/console/calls/" (call.account) "/" (call.call_record_id) "/reveal" } {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" id="reveal" { (lang.t(Label::Reveal)) }
+            }
+        }
+        h2 { (lang.t(Label::Transcript)) }
+        ol class="transcript" {
+            @for turn in turns {
+                @let person = turn.speaker.as_deref() == Some("PERSON");
+                li class={ "turn " (if person { "person" } else { "robot" }) } {
+                    span class="speaker" { (lang.t(if person { Label::Person } else { Label::Robot })) }
+                    p { (turn.text.as_deref().unwrap_or("")) }
+                }
+            }
+        }
+    };
+    layout(lang, lang.t(Label::Calls), Some(csrf), body)
 }

@@ -32,6 +32,14 @@ pub struct Session {
     id: String,
 }
 
+impl Session {
+    /// Enough of the session's id to tell sessions apart in a log, not to forge one (the id is
+    /// useless without the signature anyway).
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(8)]
+    }
+}
+
 impl Sessions {
     pub fn new(admin_token: &Secret) -> Sessions {
         let mut mac = Hmac::<Sha256>::new_from_slice(admin_token.expose().as_bytes()).expect("any key length");

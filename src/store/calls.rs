@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
-use super::{run, Enrichment, InboxEntry, Store, StoreError, StoredCall, StoredTurn};
+use super::{run, CallFilter, CallListRow, Enrichment, InboxEntry, Store, StoreError, StoredCall, StoredTurn};
 use crate::domain::Outbound;
 
 impl Store {
@@ -24,6 +24,11 @@ impl Store {
 
     pub async fn call_record(&self, account: &str, call_record_id: i64) -> Result<Option<StoredCall>, StoreError> {
         run!(self, read, calls::call_record(account, call_record_id))
+    }
+
+    /// The account's calls matching `filter`, newest first.
+    pub async fn calls(&self, account: &str, filter: &CallFilter) -> Result<Vec<CallListRow>, StoreError> {
+        run!(self, read, calls::list(account, filter))
     }
 
     pub async fn call_turns(&self, account: &str, call_record_id: i64) -> Result<Vec<StoredTurn>, StoreError> {

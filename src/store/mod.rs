@@ -34,9 +34,9 @@ pub use error::StoreError;
 pub use intake::{storable_now, PendingCallback, Recorded};
 pub use retention::PURGE_BATCH;
 pub use rows::{
-    AfterAttempt, Attempt, AttemptRow, ClaimedDelivery, Cutoffs, DeliveryFilter, DeliveryRow, Enrichment,
-    ErasureCounts, ErasureEntry, ErasureSubject, EventFilter, EventRow, InboxEntry, JobAnnouncement, JobProgress,
-    JobSummary, PurgeReport, QueueStats, Reconciled, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
+    AfterAttempt, Attempt, AttemptRow, CallFilter, CallListRow, ClaimedDelivery, Cutoffs, DeliveryFilter, DeliveryRow,
+    Enrichment, ErasureCounts, ErasureEntry, ErasureSubject, EventFilter, EventRow, InboxEntry, JobAnnouncement,
+    JobProgress, JobSummary, PurgeReport, QueueStats, Reconciled, StoredCall, StoredJob, StoredSmsMessage, StoredTurn,
     TargetDeliveries,
 };
 

@@ -437,3 +437,29 @@ impl JobSummary {
         [self.grade_a, self.grade_b, self.grade_c, self.grade_d, self.grade_e, self.grade_f]
     }
 }
+
+/// Which calls to list; every field narrows. Pages go by `before_call_record_id` (the last id of
+/// the previous page), which stays fast however deep the page.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub robot_call_job_id: Option<i64>,
+    pub result_status: Option<String>,
+    pub intent_grade: Option<String>,
+    pub started_from: Option<DateTime<Utc>>,
+    pub started_before: Option<DateTime<Utc>>,
+    pub before_call_record_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// A call as a list shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct CallListRow {
+    pub call_record_id: i64,
+    pub robot_call_job_id: Option<i64>,
+    pub called_phone_number: Option<String>,
+    pub result_status: Option<String>,
+    pub intent_level: Option<String>,
+    pub intent_grade: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub chat_duration: Option<i64>,
+}

@@ -232,3 +232,39 @@ async fn an_operator_sees_a_target_fail_and_replays_its_dead_deliveries_with_a_c
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_operator_finds_a_call_reads_its_transcript_and_reveals_the_number_only_on_request() {
+    for db in databases().await {
+        let app = seeded(&db).await;
+        let sample = common::sample_json("call_record.json");
+        let first_turn = sample["data"]["callDetailList"][0]["text"].as_str().unwrap().to_owned();
+        let Some(browser) = Browser::start("zh-CN").await else { return };
+        browser.goto(&format!("{}/console/login", app.base)).await;
+        browser.type_into("#token", ADMIN_TOKEN).await;
+        browser.click("#sign-in").await;
+        browser.wait_for_url("/console/jobs").await;
+
+        browser.goto(&format!("{}/console/calls", app.base)).await;
+        browser.type_into("input[name=\"job\"]", "43").await;
+        browser.click("#filter").await;
+        browser.wait_for_url("job=43").await;
+        let row = browser.text("tr[data-call=\"119\"]").await;
+        assert!(row.contains("177****9857") && row.contains("已接听"), "masked in the list: {row}");
+        assert!(!row.contains("17751279857"));
+        // Another job's filter finds nothing.
+        browser.goto(&format!("{}/console/calls?job=44", app.base)).await;
+        assert_eq!(browser.text("main p").await, "没有符合条件的通话");
+
+        browser.goto(&format!("{}/console/calls?job=43", app.base)).await;
+        browser.click("tr[data-call=\"119\"] a").await;
+        browser.wait_for_url("/console/calls/acme/119").await;
+        assert_eq!(browser.text("#phone").await, "177****9857");
+        assert!(browser.text("ol.transcript li").await.contains(&first_turn), "the transcript as a conversation");
+        browser.click("#reveal").await;
+        browser.wait_for_url("/reveal").await;
+        assert_eq!(browser.text("#phone").await, "17751279857", "{:?}", db.backend);
+        browser.quit().await;
+        app.stop().await;
+    }
+}

@@ -9,7 +9,7 @@ use sqlx::{Pool, QueryBuilder};
 use super::{outbox, Db, Tx, DIALECT, ROWS_PER_INSERT};
 use crate::domain::{Ingested, Outbound, Source};
 use crate::platform::callback::CallRecord;
-use crate::store::{Enrichment, StoreError, StoredCall, StoredTurn};
+use crate::store::{CallFilter, CallListRow, Enrichment, StoreError, StoredCall, StoredTurn};
 
 /// Inserts or updates a call and replaces its transcript; `Changed` when it was stored before.
 pub async fn upsert(
@@ -177,4 +177,33 @@ pub async fn enrich(
     }
     tx.commit().await?;
     Ok(outbound)
+}
+
+/// The account's calls that match `filter`, newest call id first, `filter.limit` at most.
+pub async fn list(pool: &Pool<Db>, account: &str, filter: &CallFilter) -> Result<Vec<CallListRow>, StoreError> {
+    let mut query = QueryBuilder::<Db>::new(
+        "SELECT call_record_id, robot_call_job_id, called_phone_number, result_status, intent_level, intent_grade, \
+            start_time, chat_duration FROM call_records WHERE account = ",
+    );
+    query.push_bind(account);
+    if let Some(job) = filter.robot_call_job_id {
+        query.push(" AND robot_call_job_id = ").push_bind(job);
+    }
+    if let Some(result) = &filter.result_status {
+        query.push(" AND result_status = ").push_bind(result.clone());
+    }
+    if let Some(grade) = &filter.intent_grade {
+        query.push(" AND intent_grade = ").push_bind(grade.clone());
+    }
+    if let Some(from) = filter.started_from {
+        query.push(" AND start_time >= ").push_bind(from);
+    }
+    if let Some(until) = filter.started_before {
+        query.push(" AND start_time < ").push_bind(until);
+    }
+    if let Some(before) = filter.before_call_record_id {
+        query.push(" AND call_record_id < ").push_bind(before);
+    }
+    query.push(" ORDER BY call_record_id DESC LIMIT ").push_bind(filter.limit);
+    Ok(query.build_query_as().fetch_all(pool).await?)
 }

@@ -91,15 +91,15 @@ impl Browser {
         self.call(reqwest::Method::GET, &self.session_path("/url"), json!({})).await.as_str().unwrap().to_owned()
     }
 
-    /// Waits up to five seconds for the address to end with `suffix` (after a click that navigates).
-    pub async fn wait_for_url(&self, suffix: &str) {
+    /// Waits up to five seconds for the address to hold `part` (after a click that navigates).
+    pub async fn wait_for_url(&self, part: &str) {
         let start = Instant::now();
         loop {
             let url = self.url().await;
-            if url.ends_with(suffix) {
+            if url.contains(part) {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(5), "at {url}, not at …{suffix}");
+            assert!(start.elapsed() < Duration::from_secs(5), "at {url}, not at …{part}…");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
