@@ -185,7 +185,7 @@ fn forwarded_https(headers: &HeaderMap) -> bool {
 async fn logout(State(state): State<ConsoleState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(session) = session(&state, &headers) else { return to_login() };
     if !state.sessions.csrf_matches(&session, &form_field(&body, "csrf").unwrap_or_default()) {
-        return (StatusCode::FORBIDDEN, "invalid form token").into_response();
+        return refuse(StatusCode::FORBIDDEN, "invalid_form_token", "the form's CSRF token is missing or wrong");
     }
     let mut response = to_login();
     let value = format!("{}=; Path=/console; Max-Age=0; HttpOnly; SameSite=Strict", session::COOKIE);
@@ -290,19 +290,19 @@ async fn replay_dead(
 ) -> Response {
     let Some(session) = session(&state, &headers) else { return to_login() };
     if !state.sessions.csrf_matches(&session, &form_field(&body, "csrf").unwrap_or_default()) {
-        return (StatusCode::FORBIDDEN, "invalid form token").into_response();
+        return refuse(StatusCode::FORBIDDEN, "invalid_form_token", "the form's CSRF token is missing or wrong");
     }
     if !webhooks(&state).any(|t| t == target) {
-        return (StatusCode::NOT_FOUND, "no such target").into_response();
+        return refuse(StatusCode::NOT_FOUND, "not_found", "no such target");
     }
     if form_field(&body, "confirm").as_deref() != Some("yes") {
-        return (StatusCode::BAD_REQUEST, "confirm the replay").into_response();
+        return refuse(StatusCode::BAD_REQUEST, "not_confirmed", "confirm the replay");
     }
     let since = match form_field(&body, "since").filter(|s| !s.is_empty()) {
         None => None,
         Some(text) => match chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M") {
             Ok(at) => Some(at.and_utc()),
-            Err(_) => return (StatusCode::BAD_REQUEST, "since: expected YYYY-MM-DDTHH:MM").into_response(),
+            Err(_) => return refuse(StatusCode::BAD_REQUEST, "bad_request", "since: expected YYYY-MM-DDTHH:MM"),
         },
     };
     let filter = DeliveryFilter {
@@ -336,10 +336,10 @@ async fn calls_page(
     let names = account_names(&state);
     let account = form.account.clone().filter(|a| !a.is_empty()).or_else(|| names.first().cloned()).unwrap_or_default();
     if !names.contains(&account) {
-        return (StatusCode::NOT_FOUND, "no such account").into_response();
+        return refuse(StatusCode::NOT_FOUND, "not_found", "no such account");
     }
     let Ok(filter) = call_filter(&form) else {
-        return (StatusCode::BAD_REQUEST, "job: a number; from, until: YYYY-MM-DD").into_response();
+        return refuse(StatusCode::BAD_REQUEST, "bad_request", "job: a number; from, until: YYYY-MM-DD");
     };
     match state.store.calls(&account, &filter).await {
         Ok(mut rows) => {
@@ -398,7 +398,7 @@ async fn reveal_phone(
 ) -> Response {
     let Some(session) = session(&state, &headers) else { return to_login() };
     if !state.sessions.csrf_matches(&session, &form_field(&body, "csrf").unwrap_or_default()) {
-        return (StatusCode::FORBIDDEN, "invalid form token").into_response();
+        return refuse(StatusCode::FORBIDDEN, "invalid_form_token", "the form's CSRF token is missing or wrong");
     }
     tracing::info!(account = %crate::telemetry::loggable(&account), call_record_id = id, session = %session.short_id(), "phone number revealed in the console");
     let query = LangQuery { lang: None };
@@ -415,7 +415,7 @@ async fn show_call(
     revealed: bool,
 ) -> Response {
     if state.accounts.get(account).is_none() {
-        return (StatusCode::NOT_FOUND, "no such account").into_response();
+        return refuse(StatusCode::NOT_FOUND, "not_found", "no such account");
     }
     let found = async {
         let call = state.store.call_record(account, id).await?;
@@ -427,14 +427,22 @@ async fn show_call(
             let csrf = state.sessions.csrf_token(session);
             page(StatusCode::OK, pages::call(lang, &csrf, &call, &turns, revealed), lang, query)
         }
-        Ok(None) => (StatusCode::NOT_FOUND, "no such call").into_response(),
+        Ok(None) => refuse(StatusCode::NOT_FOUND, "not_found", "no such call"),
         Err(e) => storage_failed(e),
     }
 }
 
+/// A refused console request: its status, a short JSON error, a log line (and no caching).
+fn refuse(status: StatusCode, code: &'static str, message: &str) -> Response {
+    tracing::warn!(status = status.as_u16(), code, "console request refused");
+    let mut response = crate::ingest::plain_error(status, code, message);
+    secure_headers(response.headers_mut());
+    response
+}
+
 fn storage_failed(error: StoreError) -> Response {
     tracing::error!(error = %error, "console page failed on storage");
-    (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; retry later").into_response()
+    refuse(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage unavailable; retry later")
 }
 
 async fn stylesheet() -> Response {

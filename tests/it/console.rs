@@ -117,6 +117,9 @@ async fn the_session_cookie_the_headers_csrf_and_failed_sign_ins_are_what_a_cons
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
+    assert_eq!(forged.headers()["cache-control"], "no-store");
+    let refusal: serde_json::Value = serde_json::from_str(&forged.text().await.unwrap()).unwrap();
+    assert_eq!(refusal["error"], "invalid_form_token", "a short JSON error");
     let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
     let out = client
         .post(format!("{}/console/logout", app.base))
