@@ -78,6 +78,27 @@ macro_rules! run {
 }
 use run;
 
+/// What a call's upsert changes when the call is already stored: the same list for the shared
+/// statement (`sql/calls.rs`) and Postgres's group write (`postgres/batch.rs`), so that a column
+/// added to one cannot be forgotten in the other.
+macro_rules! call_upsert_set {
+    () => {
+        "ON CONFLICT (account, call_record_id) DO UPDATE SET \
+            tenant_id = excluded.tenant_id, robot_call_job_id = excluded.robot_call_job_id, \
+            dialog_flow_id = excluded.dialog_flow_id, called_phone_number = excluded.called_phone_number, \
+            result_status = excluded.result_status, intent_level = excluded.intent_level, \
+            intent_grade = excluded.intent_grade, customer_concern = excluded.customer_concern, \
+            full_audio_url = excluded.full_audio_url, customer_audio_url = excluded.customer_audio_url, \
+            analysis_basis = excluded.analysis_basis, start_time = excluded.start_time, \
+            end_time = excluded.end_time, chat_duration = excluded.chat_duration, \
+            chat_round = excluded.chat_round, attributes = excluded.attributes, \
+            properties = excluded.properties, extra = excluded.extra, inbox_id = excluded.inbox_id, \
+            updated_at = excluded.updated_at, start_local = excluded.start_local, \
+            revision = call_records.revision + 1 "
+    };
+}
+use call_upsert_set;
+
 impl Store {
     pub async fn connect(settings: &DatabaseSettings) -> Result<Store, StoreError> {
         let backend = match settings.backend {

@@ -200,7 +200,7 @@ async fn upsert_calls(tx: &mut Tx, calls: &[CallRow<'_>]) -> Result<Vec<(usize, 
     let json = |f: &dyn Fn(&CallRecord) -> String| calls.iter().map(|c| f(c.3)).collect::<Vec<_>>();
     let number = |f: &dyn Fn(&CallRecord) -> Option<i64>| calls.iter().map(|c| f(c.3)).collect::<Vec<_>>();
     let text = |f: &dyn for<'c> Fn(&'c CallRecord) -> Option<&'c str>| calls.iter().map(|c| f(c.3)).collect::<Vec<_>>();
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(concat!(
         "INSERT INTO call_records (account, call_record_id, tenant_id, robot_call_job_id, dialog_flow_id, \
             called_phone_number, result_status, intent_level, intent_grade, customer_concern, \
             full_audio_url, customer_audio_url, analysis_basis, start_time, end_time, chat_duration, \
@@ -217,21 +217,10 @@ async fn upsert_calls(tx: &mut Tx, calls: &[CallRow<'_>]) -> Result<Vec<(usize, 
             AS u(account, call_record_id, tenant_id, robot_call_job_id, dialog_flow_id, called_phone_number, \
             result_status, intent_level, intent_grade, customer_concern, full_audio_url, customer_audio_url, \
             analysis_basis, start_time, end_time, chat_duration, chat_round, attributes, properties, extra, \
-            source, inbox_id, received_at, start_local) \
-         ON CONFLICT (account, call_record_id) DO UPDATE SET \
-            tenant_id = excluded.tenant_id, robot_call_job_id = excluded.robot_call_job_id, \
-            dialog_flow_id = excluded.dialog_flow_id, called_phone_number = excluded.called_phone_number, \
-            result_status = excluded.result_status, intent_level = excluded.intent_level, \
-            intent_grade = excluded.intent_grade, customer_concern = excluded.customer_concern, \
-            full_audio_url = excluded.full_audio_url, customer_audio_url = excluded.customer_audio_url, \
-            analysis_basis = excluded.analysis_basis, start_time = excluded.start_time, \
-            end_time = excluded.end_time, chat_duration = excluded.chat_duration, \
-            chat_round = excluded.chat_round, attributes = excluded.attributes, \
-            properties = excluded.properties, extra = excluded.extra, inbox_id = excluded.inbox_id, \
-            updated_at = excluded.updated_at, start_local = excluded.start_local, \
-            revision = call_records.revision + 1 \
-         RETURNING account, call_record_id, revision",
-    )
+            source, inbox_id, received_at, start_local) ",
+        crate::store::call_upsert_set!(),
+        "RETURNING account, call_record_id, revision"
+    ))
     .bind(calls.iter().map(|c| c.1.account.as_str()).collect::<Vec<_>>())
     .bind(number(&|c| Some(c.call_record_id)))
     .bind(number(&|c| c.tenant_id))

@@ -11,7 +11,6 @@ use sqlx::PgPool;
 
 use super::DIALECT;
 use crate::domain::DeliveryStatus;
-use crate::store::rows::ClaimedRow;
 use crate::store::{AfterAttempt, Attempt, ClaimedDelivery, StoreError};
 
 /// Pushes the claimed rows' `due_at` to the lease's end and hands them out with their event.
@@ -53,12 +52,8 @@ pub async fn claim(
     limit: i64,
     worker: &str,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    let (sql, limit) = if ordered { (CLAIM_HEAD.as_str(), 1) } else { (CLAIM_DUE.as_str(), limit) };
-    let claimed: Vec<ClaimedRow> =
-        sqlx::query_as(sql).bind(target).bind(now).bind(lease_until).bind(worker).bind(limit).fetch_all(pool).await?;
-    let mut claimed: Vec<ClaimedDelivery> = claimed.into_iter().map(ClaimedDelivery::from).collect();
-    claimed.sort_by_key(|d| d.id);
-    Ok(claimed)
+    let sql = if ordered { CLAIM_HEAD.as_str() } else { CLAIM_DUE.as_str() };
+    super::outbox::claim_with(pool, sql, target, ordered, now, lease_until, limit, worker).await
 }
 
 /// As `sql/outbox.rs`'s `finish`: every attempt recorded, and each delivery moved on unless

@@ -20,27 +20,16 @@ pub async fn upsert(
     inbox_id: i64,
     call: &CallRecord,
 ) -> Result<Ingested, StoreError> {
-    let (revision,): (i64,) = sqlx::query_as(
+    let (revision,): (i64,) = sqlx::query_as(concat!(
         "INSERT INTO call_records (account, call_record_id, tenant_id, robot_call_job_id, dialog_flow_id, \
             called_phone_number, result_status, intent_level, intent_grade, customer_concern, \
             full_audio_url, customer_audio_url, analysis_basis, start_time, end_time, chat_duration, \
             chat_round, attributes, properties, extra, source, inbox_id, received_at, updated_at, start_local) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-            $20, $21, $22, $23, $23, $24) \
-         ON CONFLICT (account, call_record_id) DO UPDATE SET \
-            tenant_id = excluded.tenant_id, robot_call_job_id = excluded.robot_call_job_id, \
-            dialog_flow_id = excluded.dialog_flow_id, called_phone_number = excluded.called_phone_number, \
-            result_status = excluded.result_status, intent_level = excluded.intent_level, \
-            intent_grade = excluded.intent_grade, customer_concern = excluded.customer_concern, \
-            full_audio_url = excluded.full_audio_url, customer_audio_url = excluded.customer_audio_url, \
-            analysis_basis = excluded.analysis_basis, start_time = excluded.start_time, \
-            end_time = excluded.end_time, chat_duration = excluded.chat_duration, \
-            chat_round = excluded.chat_round, attributes = excluded.attributes, \
-            properties = excluded.properties, extra = excluded.extra, inbox_id = excluded.inbox_id, \
-            updated_at = excluded.updated_at, start_local = excluded.start_local, \
-            revision = call_records.revision + 1 \
-         RETURNING revision",
-    )
+            $20, $21, $22, $23, $23, $24) ",
+        crate::store::call_upsert_set!(),
+        "RETURNING revision"
+    ))
     .bind(account)
     .bind(call.call_record_id)
     .bind(call.tenant_id)

@@ -92,7 +92,25 @@ pub async fn claim(
     limit: i64,
     worker: &str,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    let (sql, limit) = if ordered { (CLAIM_HEAD.as_str(), 1) } else { (CLAIM_DUE.as_str(), limit) };
+    let sql = if ordered { CLAIM_HEAD.as_str() } else { CLAIM_DUE.as_str() };
+    claim_with(pool, sql, target, ordered, now, lease_until, limit, worker).await
+}
+
+/// Runs a claim statement (`$1` target, `$2` now, `$3` lease end, `$4` worker, `$5` limit) and
+/// hands the claimed deliveries out in id order; an ordered target's claim takes one at most.
+/// Postgres's own claim statements (`postgres/queue.rs`) run through this too.
+#[allow(clippy::too_many_arguments)]
+pub async fn claim_with(
+    pool: &Pool<Db>,
+    sql: &str,
+    target: &str,
+    ordered: bool,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+    worker: &str,
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    let limit = if ordered { 1 } else { limit };
     let claimed: Vec<ClaimedRow> =
         sqlx::query_as(sql).bind(target).bind(now).bind(lease_until).bind(worker).bind(limit).fetch_all(pool).await?;
     let mut claimed: Vec<ClaimedDelivery> = claimed.into_iter().map(ClaimedDelivery::from).collect();
